@@ -1,0 +1,42 @@
+"""Shared benchmark plumbing: the --quick flag, medians, and the RESULT line convention.
+
+Every benchmark measures its baseline in the same run and prints ratios; it ends with one
+``RESULT <metric_name> <value>`` line per metric (see DEVELOPERS.md).
+"""
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true",
+                   help="same code path, fewer repeats; finishes within 2 minutes on 2 cores")
+    return p
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def timed(fn: Callable[[], object], repeats: int) -> List[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn``."""
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def result(name: str, value: float, fmt: Optional[str] = None) -> None:
+    """Print the machine-readable line; call once per metric at the end of the run."""
+    text = format(value, fmt) if fmt else repr(float(value)) if isinstance(value, float) else str(value)
+    print("RESULT {} {}".format(name, text), flush=True)

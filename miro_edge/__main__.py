@@ -1,0 +1,4 @@
+from miro_edge.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Typed, frozen configuration loaded from YAML.
+
+Each section is a frozen dataclass validated in ``__post_init__``; units live in field names.
+Unknown keys are errors that name the full key path, so a typo fails before any work starts.
+Field docs are the ``help`` entry of each field's metadata.
+"""
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
+
+import yaml
+
+from miro_edge.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def field(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
+    """A dataclass field with a help text (shown by ``miro-edge config --help-fields``)."""
+    meta = {"help": help}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=meta, **kwargs)
+    return dataclasses.field(default=default, metadata=meta, **kwargs)
+
+
+def _check(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError("{}: {}".format(key, message))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        last = None  # type: Optional[ConfigError]
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                last = exc
+        raise last if last else ConfigError("{}: invalid value {!r}".format(key, value))
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        _check(isinstance(value, Mapping), key, "expected a mapping, got {!r}".format(value))
+        return from_dict(tp, value, key)
+    if origin in (tuple, Tuple):
+        _check(isinstance(value, (list, tuple)), key, "expected a list, got {!r}".format(value))
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], "{}[{}]".format(key, i)) for i, v in enumerate(value))
+        _check(len(args) == len(value), key, "expected {} items, got {}".format(len(args), len(value)))
+        return tuple(_coerce(v, a, "{}[{}]".format(key, i)) for i, (v, a) in enumerate(zip(args, value)))
+    if origin in (dict, Dict):
+        _check(isinstance(value, Mapping), key, "expected a mapping, got {!r}".format(value))
+        return dict(value)
+    if tp is bool:
+        _check(isinstance(value, bool), key, "expected true/false, got {!r}".format(value))
+        return value
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key,
+               "expected an integer, got {!r}".format(value))
+        return value
+    if tp is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
+               "expected a number, got {!r}".format(value))
+        return float(value)
+    if tp is str:
+        _check(isinstance(value, str), key, "expected a string, got {!r}".format(value))
+        return value
+    return value
+
+
+def from_dict(cls: Type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping; unknown keys raise ConfigError naming the key."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in names:
+            raise ConfigError("unknown config key {!r}; known keys here: {}".format(
+                _join(prefix, str(key)), ", ".join(sorted(names))))
+    kwargs = {}
+    for name in names:
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], _join(prefix, name))
+    try:
+        return cls(**kwargs)  # type: ignore[call-arg]
+    except TypeError as exc:
+        raise ConfigError("{}: {}".format(prefix or cls.__name__, exc)) from None
+
+
+def _join(prefix: str, key: str) -> str:
+    return "{}.{}".format(prefix, key) if prefix else key
+
+
+def to_dict(obj: Any) -> Dict[str, Any]:
+    """Plain-dict view of a config, for recording inside checkpoints and results."""
+    return dataclasses.asdict(obj)
+
+
+def load_yaml(path: Union[str, Path], cls: Type[T]) -> T:
+    """Load a YAML file into dataclass ``cls``; errors name the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config file {} does not exist".format(path))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError("{} is not valid YAML: {}".format(path, exc)) from None
+    if not isinstance(data, Mapping):
+        raise ConfigError("{}: top level must be a mapping".format(path))
+    try:
+        return from_dict(cls, data)
+    except ConfigError as exc:
+        raise ConfigError("{}: {}".format(path, exc)) from None
+
+
+def require(cond: bool, key: str, message: str) -> None:
+    """Validation helper for ``__post_init__``: raise ConfigError naming ``key``."""
+    _check(cond, key, message)

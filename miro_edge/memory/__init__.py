@@ -1,0 +1,1 @@
+"""miro_edge.memory"""
