@@ -1,0 +1,174 @@
+"""The swap worker: replaces EM slots used by a minibatch with random same-class samples from
+the store, off the training thread (CarM's asynchronous swapping).
+
+The trainer submits the EM slots of each minibatch after its step; the worker picks
+``swap_ratio`` of them, draws same-class record ids uniformly from the store, reads them in one
+call and writes whole slots under the EM lock. Use it as a context manager: entering starts the
+thread, leaving drains pending swaps (bounded by ``drain_timeout_s``) or cancels them.
+"""
+import collections
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Deque, Optional, Sequence
+
+import numpy as np
+
+from miro_edge.config import field, require
+from miro_edge.memory.em import EpisodicMemory
+from miro_edge.memory.types import SampleSource
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SwapConfig:
+    swap_ratio: float = field(0.0, help="fraction of the EM samples of each minibatch replaced from the store")
+    swap_period: int = field(1, help="swap during one epoch out of every swap_period epochs")
+    max_backlog: int = field(64, help="pending minibatch submissions before new ones are dropped")
+    drain_timeout_s: float = field(5.0, help="at task end, wait this long for pending swaps, then cancel")
+
+    def __post_init__(self) -> None:
+        require(0.0 <= self.swap_ratio <= 1.0, "memory.swap.swap_ratio", "must be in [0, 1]")
+        require(self.swap_period >= 1, "memory.swap.swap_period", "must be >= 1")
+        require(self.max_backlog >= 1, "memory.swap.max_backlog", "must be >= 1")
+        require(self.drain_timeout_s >= 0, "memory.swap.drain_timeout_s", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class SwapStats:
+    """Live counters of the worker, read by the controller's congestion rule."""
+
+    swaps_done: int
+    submitted: int
+    dropped_submissions: int
+    cancelled: int
+    backlog: int
+    latency_ewma_s: float
+    latency_p95_s: float
+    bytes_read: int
+    swap_ratio: float
+
+
+class SwapWorker:
+    """Background thread that refreshes EM slots from the store at ``swap_ratio``."""
+
+    def __init__(self, em: EpisodicMemory, store: SampleSource, config: SwapConfig,
+                 seed: int = 0, on_read: Optional[Callable[[int], None]] = None) -> None:
+        self.em = em
+        self.store = store
+        self.config = config
+        self.swap_ratio = config.swap_ratio
+        self._rng = np.random.default_rng(seed)
+        self._queue = queue.Queue(maxsize=config.max_backlog)  # type: queue.Queue
+        self._stop = threading.Event()
+        self._thread = None  # type: Optional[threading.Thread]
+        self._on_read = on_read
+        self._lat = collections.deque(maxlen=256)  # type: Deque[float]
+        self._ewma = 0.0
+        self._swaps = self._submitted = self._dropped = self._cancelled = self._bytes = 0
+        self._counter_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> "SwapWorker":
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="miro-swap", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(drain=exc[0] is None)
+
+    def close(self, drain: bool = True) -> None:
+        """Drain (bounded) or cancel pending swaps, then stop the thread."""
+        if self._thread is None:
+            return
+        if drain:
+            deadline = time.monotonic() + self.config.drain_timeout_s
+            while self._queue.unfinished_tasks and time.monotonic() < deadline:
+                time.sleep(0.001)
+        self._stop.set()
+        while True:  # cancel what is left
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._cancelled += 1
+            self._queue.task_done()
+        self._thread.join()
+        self._thread = None
+
+    # -- producer side ---------------------------------------------------------------------
+    def active_in_epoch(self, epoch: int) -> bool:
+        return self.swap_ratio > 0 and epoch % self.config.swap_period == 0
+
+    def submit(self, slots: Sequence[int]) -> bool:
+        """Queue the EM slots a minibatch used; never blocks the training thread."""
+        if self.swap_ratio <= 0 or len(slots) == 0 or self._thread is None:
+            return False
+        try:
+            self._queue.put_nowait(np.asarray(slots, dtype=np.int64))
+        except queue.Full:
+            self._dropped += 1
+            return False
+        self._submitted += 1
+        return True
+
+    # -- worker side -----------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                slots = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            try:
+                self._swap(slots)
+            except Exception:  # a failed swap must not kill training; it is logged and counted
+                logger.exception("swap of %d slots failed", len(slots))
+            finally:
+                self._queue.task_done()
+
+    def _swap(self, slots: np.ndarray) -> None:
+        count = int(round(self.swap_ratio * len(slots)))
+        if count <= 0:
+            return
+        chosen = self._rng.choice(slots, size=count, replace=False)
+        labels = self.em.labels.numpy()[chosen]
+        ids, targets = [], []
+        for label in np.unique(labels):
+            group = chosen[labels == label]
+            drawn = self.store.sample_ids(int(label), len(group), self._rng)
+            ids.extend(drawn)
+            targets.extend(group[: len(drawn)].tolist())
+        if not ids:
+            return
+        t0 = time.perf_counter()
+        samples = self.store.read_many(ids)
+        latency = time.perf_counter() - t0
+        by_id = {s.record_id: s for s in samples}
+        slot_list, xs, ys, rids = [], [], [], []
+        for slot, rid in zip(targets, ids):
+            sample = by_id.get(rid)
+            if sample is not None:
+                slot_list.append(slot)
+                xs.append(sample.x)
+                ys.append(sample.label)
+                rids.append(rid)
+        written = self.em.write_slots(slot_list, xs, ys, rids) if slot_list else 0
+        nbytes = sum(x.nbytes for x in xs)
+        with self._counter_lock:
+            self._swaps += written
+            self._bytes += nbytes
+            self._lat.append(latency)
+            self._ewma = latency if self._ewma == 0.0 else 0.8 * self._ewma + 0.2 * latency
+        if self._on_read is not None:
+            self._on_read(nbytes)
+
+    def stats(self) -> SwapStats:
+        with self._counter_lock:
+            lat = sorted(self._lat)
+            p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0
+            return SwapStats(self._swaps, self._submitted, self._dropped, self._cancelled,
+                             self._queue.qsize(), self._ewma, p95, self._bytes, self.swap_ratio)

@@ -1,0 +1,206 @@
+"""A whole continual-learning session: the update cycle run task after task.
+
+Per task: ingest (store, durable; a validation slice held out in the store) → fill SB →
+[controller: profile and apply] → train with the swap worker → update EM class-balanced →
+evaluate every seen class → checkpoint atomically → record. ``run_session`` is what
+``miro-edge run`` calls.
+"""
+import contextlib
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from miro_edge.config import field, to_dict
+from miro_edge.data.sources import ArraySource, load_source
+from miro_edge.data.stream import ClassIncrementalStream, StreamConfig, Task, stack_tasks
+from miro_edge.memory.config import MemoryConfig
+from miro_edge.memory.em import EpisodicMemory
+from miro_edge.memory.sb import StreamBuffer
+from miro_edge.memory.swap import SwapWorker
+from miro_edge.recorder import Recorder
+from miro_edge.train.callbacks import SwapCallback, TrainCallback
+from miro_edge.train.checkpoint import save_checkpoint
+from miro_edge.train.metrics import AccuracyMatrix
+from miro_edge.train.models import create_model
+from miro_edge.train.trainer import FitReport, IncrementalTrainer, TrainConfig, accuracy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Top-level config of ``miro-edge run`` (configs/*.yaml)."""
+
+    data: StreamConfig = field(default_factory=StreamConfig, help="the task stream")
+    data_options: Dict[str, Any] = field(default_factory=dict, help="options passed to the dataset adapter")
+    memory: MemoryConfig = field(default_factory=MemoryConfig, help="EM, SB, swapping, store")
+    train: TrainConfig = field(default_factory=TrainConfig, help="model and optimisation")
+    out_dir: str = field("runs/demo", help="run directory: store, checkpoints, results.jsonl")
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task_id: int
+    classes: List[int]
+    accuracies: List[float]
+    average_accuracy: float
+    em_size: int
+    sb_size: int
+    fit: FitReport
+    swaps_done: int
+    checkpoint: str
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    tasks: List[TaskResult]
+    final_average_accuracy: float
+    average_incremental_accuracy: float
+    forgetting: float
+    accuracy_matrix: List[List[float]]
+    train_seconds: float
+    sample_passes: int
+    out_dir: str
+
+
+def holdout_splits(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> List[str]:
+    """Class-balanced validation slice: ``fraction`` of each class marked "val" (at least one
+    sample per class when the class has two or more and fraction > 0)."""
+    splits = np.array(["train"] * len(labels), dtype=object)
+    if fraction <= 0:
+        return list(splits)
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        n_val = min(len(idx) - 1, max(1, int(round(fraction * len(idx)))))
+        if n_val > 0:
+            splits[rng.choice(idx, size=n_val, replace=False)] = "val"
+    return list(splits)
+
+
+def open_store(path: Path, source: ArraySource, memory: MemoryConfig) -> Any:
+    from miro_edge.memory.store import SampleStore
+    options = {}  # type: Dict[str, Any]
+    if memory.store_backend != "auto":
+        options["backend"] = memory.store_backend
+    return SampleStore(path, sample_shape=source.input_shape, dtype=np.float32,
+                       quota_bytes=memory.quota_bytes, quota_samples=memory.quota_samples, **options)
+
+
+class Session:
+    """Holds the live state of a run (store, EM, SB, model) and runs its update cycles."""
+
+    def __init__(self, config: SessionConfig, store: Any, stream: ClassIncrementalStream,
+                 recorder: Recorder, out_dir: Path,
+                 extra_callbacks: Sequence[TrainCallback] = ()) -> None:
+        self.config = config
+        self.store = store
+        self.stream = stream
+        self.recorder = recorder
+        self.out_dir = out_dir
+        seed = config.train.seed
+        torch.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        shape = stream.input_shape
+        self.model = create_model(config.train.model, shape, stream.classes_per_task, config.train.width)
+        self.trainer = IncrementalTrainer(self.model, config.train, extra_callbacks)
+        self.em = EpisodicMemory(0, shape)
+        self.sb = StreamBuffer(1, shape, np.random.default_rng(seed + 1))
+        self.em_size = config.memory.em_size
+        self.sb_size = config.memory.sb_size
+        self.swap_ratio = config.memory.swap.swap_ratio
+        self.matrix = AccuracyMatrix()
+        self.seen = []  # type: List[Task]
+
+    # -- phases of one update cycle ----------------------------------------------------------
+    def ingest(self, task: Task) -> List[str]:
+        splits = holdout_splits(task.y_train, self.config.memory.val_fraction, self.rng)
+        self.store.ingest_batch(task.x_train, task.y_train, task.task_id, splits=splits)
+        return splits
+
+    def fill_sb(self, task: Task, splits: Sequence[str], sb_size: Optional[int]) -> None:
+        train = np.array([s == "train" for s in splits])
+        x, y = task.x_train[train], task.y_train[train]
+        capacity = max(1, sb_size if sb_size is not None else len(y))
+        self.sb = StreamBuffer(capacity, self.stream.input_shape, np.random.default_rng(self.config.train.seed + task.task_id))
+        order = self.rng.permutation(len(y))
+        self.sb.add(x[order], y[order])
+
+    def em_capacity(self, em_size: Optional[int], classes: Sequence[int]) -> int:
+        if em_size is not None:
+            return em_size
+        counts = self.store.class_counts()
+        return int(sum(counts.get(c, 0) for c in classes))
+
+    def train(self, task: Task, swap_ratio: float) -> (FitReport, int):
+        swap_cfg = dataclasses.replace(self.config.memory.swap, swap_ratio=swap_ratio)
+        use_swap = swap_ratio > 0 and len(self.em) > 0
+        with contextlib.ExitStack() as stack:
+            callbacks = []  # type: List[TrainCallback]
+            worker = None
+            if use_swap:
+                worker = stack.enter_context(SwapWorker(self.em, self.store, swap_cfg, seed=self.config.train.seed + task.task_id))
+                callbacks.append(SwapCallback(worker))
+            fit = self.trainer.fit(task.task_id, self.sb, self.em, callbacks=callbacks)
+        swaps = worker.stats().swaps_done if worker is not None else 0
+        if worker is not None:
+            self.recorder.record("swap_stats", task_id=task.task_id, **dataclasses.asdict(worker.stats()))
+        return fit, swaps
+
+    def update_em(self, task: Task) -> None:
+        classes = sorted(set(c for t in self.seen for c in t.classes))
+        report = self.em.rebalance(self.em_capacity(self.em_size, classes), classes, self.store, self.rng)
+        self.recorder.record("em_update", task_id=task.task_id, **dataclasses.asdict(report))
+
+    def evaluate(self) -> List[float]:
+        return [accuracy(self.model, t.x_test, t.y_test) for t in self.seen]
+
+    def run_task(self, task: Task) -> TaskResult:
+        splits = self.ingest(task)
+        self.seen.append(task)
+        self.fill_sb(task, splits, self.sb_size)
+        fit, swaps = self.train(task, self.swap_ratio)
+        self.update_em(task)
+        accs = self.evaluate()
+        self.matrix.add_row(accs)
+        ckpt = save_checkpoint(self.out_dir / "checkpoints" / "task-{:03d}.pt".format(task.task_id), self.model,
+                               self.config.train.model, self.config.train.width, task.task_id,
+                               to_dict(self.config), {"accuracies": accs})
+        result = TaskResult(task.task_id, list(task.classes), accs, float(np.mean(accs)), len(self.em),
+                            len(self.sb), fit, swaps, str(ckpt))
+        self.recorder.record("task", task_id=task.task_id, classes=list(task.classes), accuracies=accs,
+                             average_accuracy=result.average_accuracy, em_size=len(self.em), sb_size=len(self.sb),
+                             train_seconds=fit.seconds, sample_passes=fit.sample_passes, swaps_done=swaps,
+                             checkpoint=str(ckpt))
+        return result
+
+
+def run_session(config: SessionConfig, out_dir: Optional[str] = None,
+                on_task: Optional[Callable[[TaskResult], None]] = None,
+                extra_callbacks: Sequence[TrainCallback] = ()) -> SessionResult:
+    """Run every task of the configured stream; returns the metrics and writes the run dir."""
+    out = Path(out_dir or config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    source = load_source(config.data.dataset, **config.data_options)
+    stream = ClassIncrementalStream.from_config(source, config.data)
+    results = []  # type: List[TaskResult]
+    with Recorder(out / "results.jsonl") as recorder, open_store(out / "store", source, config.memory) as store:
+        recorder.record("session_start", config=to_dict(config), num_tasks=len(stream),
+                        class_order=stream.class_order, input_shape=list(stream.input_shape))
+        session = Session(config, store, stream, recorder, out, extra_callbacks)
+        for task in stream:
+            result = session.run_task(task)
+            results.append(result)
+            if on_task is not None:
+                on_task(result)
+        summary = session.matrix.summary()
+        final = SessionResult(results, summary["final_average_accuracy"], summary["average_incremental_accuracy"],
+                              summary["forgetting"], session.matrix.rows, sum(r.fit.seconds for r in results),
+                              sum(r.fit.sample_passes for r in results), str(out))
+        recorder.record("session_end", **summary, train_seconds=final.train_seconds, sample_passes=final.sample_passes)
+    return final

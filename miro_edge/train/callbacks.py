@@ -1,0 +1,92 @@
+"""Typed callbacks for the trainer's named phases.
+
+The loop is ``before_task`` → per epoch (``before_batch`` → step → ``after_batch``)* →
+``after_epoch`` → ``after_task``. Replay swapping, energy accounting, idle gating and
+checkpointing attach here instead of being sprinkled through the loop.
+"""
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Optional
+
+import numpy as np
+from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from miro_edge.memory.em import EpisodicMemory
+    from miro_edge.memory.sb import StreamBuffer
+    from miro_edge.memory.swap import SwapWorker
+
+
+@dataclass
+class TaskContext:
+    """What every callback can see about the fit in progress."""
+
+    task_id: int
+    model: nn.Module
+    epochs: int
+    em: "EpisodicMemory"
+    sb: "StreamBuffer"
+    steps_done: int = 0
+    sample_passes: int = 0
+    stopped: bool = False
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """One optimisation step: which EM slots it replayed and how many samples it processed."""
+
+    epoch: int
+    step: int
+    em_slots: np.ndarray
+    n_samples: int
+    loss: float
+
+
+class TrainCallback:
+    """Base class: override the phases you need; every method is a no-op by default."""
+
+    def before_task(self, ctx: TaskContext) -> None:
+        pass
+
+    def before_batch(self, ctx: TaskContext, epoch: int, step: int) -> None:
+        pass
+
+    def after_batch(self, ctx: TaskContext, batch: BatchInfo) -> None:
+        pass
+
+    def after_epoch(self, ctx: TaskContext, epoch: int, mean_loss: float) -> None:
+        pass
+
+    def after_task(self, ctx: TaskContext) -> None:
+        pass
+
+
+class SwapCallback(TrainCallback):
+    """Hands each minibatch's EM slots to the swap worker in the epochs it is active."""
+
+    def __init__(self, worker: "SwapWorker") -> None:
+        self.worker = worker
+
+    def after_batch(self, ctx: TaskContext, batch: BatchInfo) -> None:
+        if len(batch.em_slots) and self.worker.active_in_epoch(batch.epoch):
+            self.worker.submit(batch.em_slots)
+
+
+class WorkCounterCallback(TrainCallback):
+    """Reports sample-passes to an energy model hook (``add_work(sample_passes=n)``)."""
+
+    def __init__(self, add_work: Callable[..., None]) -> None:
+        self.add_work = add_work
+
+    def after_batch(self, ctx: TaskContext, batch: BatchInfo) -> None:
+        self.add_work(sample_passes=batch.n_samples)
+
+
+class GateCallback(TrainCallback):
+    """Blocks at batch boundaries while ``wait()`` says the device is busy (idle windows)."""
+
+    def __init__(self, wait: Callable[[], Optional[bool]]) -> None:
+        self.wait = wait
+
+    def before_batch(self, ctx: TaskContext, epoch: int, step: int) -> None:
+        if self.wait() is False:
+            ctx.stopped = True
