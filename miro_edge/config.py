@@ -56,7 +56,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], "{}[{}]".format(key, i)) for i, v in enumerate(value))
         _check(len(args) == len(value), key, "expected {} items, got {}".format(len(args), len(value)))
-        return tuple(_coerce(v, a, "{}[{}]".format(key, i)) for i, (v, a) in enumerate(zip(args, value)))
+        return tuple(_coerce(v, a, "{}[{}]".format(key, i)) for i, (v, a) in enumerate(zip(value, args)))
     if origin in (dict, Dict):
         _check(isinstance(value, Mapping), key, "expected a mapping, got {!r}".format(value))
         return dict(value)
