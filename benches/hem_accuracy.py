@@ -1,0 +1,80 @@
+"""HEM accuracy acceptance: final average accuracy of four memory set-ups, mean over seeds.
+
+Per data set (digits: 5 tasks x 2 classes, images; BasicMotions: 2 tasks x 2 activities, IMU):
+- no replay (EM 0): the forgetting floor;
+- EM of 5 samples per class, swap_ratio 0 (plain experience replay);
+- the same EM with swap_ratio 1.0 and every sample in the store (HEM);
+  (BasicMotions also at 2 samples per class: at 5 per class both reach the ceiling)
+- all data in RAM (EM = every old sample): the ceiling.
+Metrics per data set: ``<ds>_acc_<setup>``, and ``<ds>_swap_gain`` (HEM minus plain replay, points
+of accuracy as a fraction).
+"""
+import dataclasses
+import tempfile
+import time
+
+import numpy as np
+
+from _common import parser, result
+
+from miro_edge.config import from_dict
+from miro_edge.session import SessionConfig, run_session
+
+DATASETS = {
+    "digits": {"data": {"dataset": "digits", "classes_per_task": 2},
+               "train": {"model": "cnn2d", "width": 16, "epochs": 20, "lr": 0.05}, "classes": 10, "em_per_class": [5]},
+    "basic_motions": {"data": {"dataset": "basic_motions", "classes_per_task": 2},
+                      "data_options": {"window_length": 50, "window_stride": 10},
+                      "train": {"model": "cnn1d", "width": 16, "epochs": 20, "lr": 0.02}, "classes": 4,
+                      "em_per_class": [5, 2]},
+}
+
+
+def setups(per_class_sizes: list) -> dict:
+    """no replay, then plain replay and HEM for each EM size (samples per class), then the ceiling."""
+    out = {"no_replay": {"em_size": 0, "swap": {"swap_ratio": 0.0}}}
+    for i, per in enumerate(per_class_sizes):
+        tag = "em" if i == 0 else "em{}".format(per)
+        out[tag + "_swap0"] = {"em_per_class": per, "swap": {"swap_ratio": 0.0}}
+        out[tag + "_swap1"] = {"em_per_class": per, "swap": {"swap_ratio": 1.0}}
+    out["all_in_ram"] = {"em_size": None, "swap": {"swap_ratio": 0.0}}
+    return out
+
+
+def config_for(ds: dict, setup: dict, seed: int) -> SessionConfig:
+    memory = {k: v for k, v in setup.items() if k != "em_per_class"}
+    if "em_per_class" in setup:
+        memory["em_size"] = setup["em_per_class"] * ds["classes"]
+    raw = {"data": dict(ds["data"], seed=seed), "data_options": ds.get("data_options", {}),
+           "train": dict(ds["train"], seed=seed), "memory": memory}
+    return from_dict(SessionConfig, raw)
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    seeds = [0] if args.quick else [0, 1, 2]
+    metrics = {}
+    for name, ds in DATASETS.items():
+        print("\n{} (seeds {}):".format(name, seeds))
+        means = {}
+        for setup_name, setup in setups(ds["em_per_class"]).items():
+            accs, secs = [], []
+            for seed in seeds:
+                with tempfile.TemporaryDirectory() as tmp:
+                    t0 = time.perf_counter()
+                    res = run_session(config_for(ds, setup, seed), out_dir=tmp)
+                    secs.append(time.perf_counter() - t0)
+                accs.append(res.final_average_accuracy)
+            means[setup_name] = float(np.mean(accs))
+            print("  {:<11} final avg acc {:.3f} (+/- {:.3f})  {:.1f}s/run".format(
+                setup_name, means[setup_name], float(np.std(accs)), float(np.mean(secs))))
+            metrics["{}_acc_{}".format(name, setup_name)] = means[setup_name]
+        for key in [k for k in means if k.endswith("_swap1")]:
+            gain = key[: -len("_swap1")]
+            metrics["{}_{}swap_gain".format(name, "" if gain == "em" else gain + "_")] = means[key] - means[gain + "_swap0"]
+    for key, value in metrics.items():
+        result(key, round(value, 4))
+
+
+if __name__ == "__main__":
+    main()
