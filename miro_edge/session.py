@@ -11,12 +11,14 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from miro_edge.config import field, to_dict
+from miro_edge.controller.profiler import ControllerConfig, MiroController, ProfileResult
+from miro_edge.energy.config import MeterConfig, meter_from_config
 from miro_edge.data.sources import ArraySource, load_source
 from miro_edge.data.stream import ClassIncrementalStream, StreamConfig, Task, stack_tasks
 from miro_edge.memory.config import MemoryConfig
@@ -24,7 +26,7 @@ from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.sb import StreamBuffer
 from miro_edge.memory.swap import SwapWorker
 from miro_edge.recorder import Recorder
-from miro_edge.train.callbacks import SwapCallback, TrainCallback
+from miro_edge.train.callbacks import SwapCallback, TrainCallback, WorkCounterCallback
 from miro_edge.train.checkpoint import save_checkpoint
 from miro_edge.train.metrics import AccuracyMatrix
 from miro_edge.train.models import create_model
@@ -41,6 +43,8 @@ class SessionConfig:
     data_options: Dict[str, Any] = field(default_factory=dict, help="options passed to the dataset adapter")
     memory: MemoryConfig = field(default_factory=MemoryConfig, help="EM, SB, swapping, store")
     train: TrainConfig = field(default_factory=TrainConfig, help="model and optimisation")
+    controller: ControllerConfig = field(default_factory=ControllerConfig, help="the Miro controller")
+    energy: MeterConfig = field(default_factory=MeterConfig, help="the power meter")
     out_dir: str = field("runs/demo", help="run directory: store, checkpoints, results.jsonl")
 
 
@@ -55,6 +59,9 @@ class TaskResult:
     fit: FitReport
     swaps_done: int
     checkpoint: str
+    energy_j: float
+    energy_label: str
+    profile_energy_j: float
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,9 @@ class SessionResult:
     train_seconds: float
     sample_passes: int
     out_dir: str
+    energy_j: float
+    profile_energy_j: float
+    energy_label: str
 
 
 def holdout_splits(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> List[str]:
@@ -96,13 +106,16 @@ class Session:
     """Holds the live state of a run (store, EM, SB, model) and runs its update cycles."""
 
     def __init__(self, config: SessionConfig, store: Any, stream: ClassIncrementalStream,
-                 recorder: Recorder, out_dir: Path,
-                 extra_callbacks: Sequence[TrainCallback] = ()) -> None:
+                 recorder: Recorder, out_dir: Path, meter: Any,
+                 extra_callbacks: Sequence[TrainCallback] = (),
+                 controller: Optional[MiroController] = None) -> None:
         self.config = config
         self.store = store
         self.stream = stream
         self.recorder = recorder
         self.out_dir = out_dir
+        self.meter = meter
+        self.controller = controller
         seed = config.train.seed
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
@@ -137,20 +150,54 @@ class Session:
         counts = self.store.class_counts()
         return int(sum(counts.get(c, 0) for c in classes))
 
-    def train(self, task: Task, swap_ratio: float) -> (FitReport, int):
-        swap_cfg = dataclasses.replace(self.config.memory.swap, swap_ratio=swap_ratio)
-        use_swap = swap_ratio > 0 and len(self.em) > 0
-        with contextlib.ExitStack() as stack:
-            callbacks = []  # type: List[TrainCallback]
-            worker = None
-            if use_swap:
-                worker = stack.enter_context(SwapWorker(self.em, self.store, swap_cfg, seed=self.config.train.seed + task.task_id))
-                callbacks.append(SwapCallback(worker))
-            fit = self.trainer.fit(task.task_id, self.sb, self.em, callbacks=callbacks)
-        swaps = worker.stats().swaps_done if worker is not None else 0
-        if worker is not None:
-            self.recorder.record("swap_stats", task_id=task.task_id, **dataclasses.asdict(worker.stats()))
-        return fit, swaps
+    def apply(self, task_id: int, em_size: Optional[int], sb_size: Optional[int], old_classes: Sequence[int],
+              why: str) -> None:
+        """Resize EM (class-balanced; evicted samples stay in the store) and SB to a new config."""
+        self.em_size, self.sb_size = em_size, sb_size
+        report = self.em.rebalance(self.em_capacity(em_size, old_classes), old_classes, self.store, self.rng)
+        dropped = self.sb.resize(sb_size) if sb_size is not None and sb_size < len(self.sb) else 0
+        self.recorder.record("apply", task_id=task_id, em_size=len(self.em), sb_size=len(self.sb),
+                             evicted=report.evicted, refilled=report.refilled, sb_dropped=dropped, reason=why)
+
+    def train(self, task: Task, old_classes: Sequence[int]) -> Tuple[FitReport, int]:
+        """Train the task; a memory-budget drop stops the fit at a batch boundary, the session
+        switches to the controller's fitting candidate and trains the remaining epochs."""
+        epochs_left = self.config.train.epochs
+        fits = []  # type: List[FitReport]
+        swaps = 0
+        while epochs_left > 0:
+            swap_cfg = dataclasses.replace(self.config.memory.swap, swap_ratio=self.swap_ratio)
+            with contextlib.ExitStack() as stack:
+                callbacks = [WorkCounterCallback(self.meter.add_work)]  # type: List[TrainCallback]
+                worker = None
+                if self.swap_ratio > 0 and len(self.em) > 0:
+                    worker = stack.enter_context(SwapWorker(
+                        self.em, self.store, swap_cfg, seed=self.config.train.seed + task.task_id,
+                        on_read=lambda n: self.meter.add_work(bytes_read=n)))
+                    callbacks.append(SwapCallback(worker))
+                adapt = None
+                if self.controller is not None and self.controller.current is not None:
+                    adapt = self.controller.training_callback(task.task_id, worker)
+                    callbacks.append(adapt)
+                fit = self.trainer.fit(task.task_id, self.sb, self.em, epochs=epochs_left, callbacks=callbacks)
+            fits.append(fit)
+            if worker is not None:
+                swaps += worker.stats().swaps_done
+                self.recorder.record("swap_stats", task_id=task.task_id, **dataclasses.asdict(worker.stats()))
+            epochs_left -= fit.epochs_completed
+            if adapt is None or adapt.switch is None:
+                break
+            cand = adapt.switch.candidate
+            self.apply(task.task_id, cand.em_size, cand.sb_size, old_classes, adapt.switch.reason)
+            self.controller.current = cand
+            self.recorder.record("budget_switch", task_id=task.task_id, em_size=cand.em_size, sb_size=cand.sb_size,
+                                 memory_bytes=cand.memory_bytes, reason=adapt.switch.reason,
+                                 epochs_left=epochs_left)
+        total = FitReport(task.task_id, self.config.train.epochs, sum(f.steps for f in fits),
+                          sum(f.sample_passes for f in fits), sum(f.seconds for f in fits),
+                          float(np.nanmean([f.mean_loss for f in fits])) if fits else float("nan"),
+                          any(f.interrupted for f in fits), sum(f.epochs_completed for f in fits))
+        return total, swaps
 
     def update_em(self, task: Task) -> None:
         classes = sorted(set(c for t in self.seen for c in t.classes))
@@ -160,23 +207,39 @@ class Session:
     def evaluate(self) -> List[float]:
         return [accuracy(self.model, t.x_test, t.y_test) for t in self.seen]
 
+    def profile(self, task: Task, tx: np.ndarray, ty: np.ndarray, old_classes: Sequence[int]) -> Optional[ProfileResult]:
+        if self.controller is None or not self.controller.active_for(task.task_id):
+            return None
+        result = self.controller.profile(task.task_id, self.model, self.em, tx, ty, self.store, old_classes,
+                                         self.config.memory.swap.swap_ratio)
+        cand = result.choice.candidate
+        self.apply(task.task_id, cand.em_size, cand.sb_size, old_classes, result.choice.reason)
+        return result
+
     def run_task(self, task: Task) -> TaskResult:
         splits = self.ingest(task)
+        old_classes = sorted(set(c for t in self.seen for c in t.classes))
         self.seen.append(task)
+        train_mask = np.array([s == "train" for s in splits], dtype=bool)
+        profile = self.profile(task, task.x_train[train_mask], task.y_train[train_mask], old_classes)
         self.fill_sb(task, splits, self.sb_size)
-        fit, swaps = self.train(task, self.swap_ratio)
+        with self.meter.window("train-task-{}".format(task.task_id)) as window:
+            fit, swaps = self.train(task, old_classes)
+        energy = window.result
         self.update_em(task)
         accs = self.evaluate()
         self.matrix.add_row(accs)
         ckpt = save_checkpoint(self.out_dir / "checkpoints" / "task-{:03d}.pt".format(task.task_id), self.model,
                                self.config.train.model, self.config.train.width, task.task_id,
                                to_dict(self.config), {"accuracies": accs})
+        profile_j = profile.energy_j if profile is not None else 0.0
         result = TaskResult(task.task_id, list(task.classes), accs, float(np.mean(accs)), len(self.em),
-                            len(self.sb), fit, swaps, str(ckpt))
+                            len(self.sb), fit, swaps, str(ckpt), energy.energy_j, energy.label, profile_j)
         self.recorder.record("task", task_id=task.task_id, classes=list(task.classes), accuracies=accs,
                              average_accuracy=result.average_accuracy, em_size=len(self.em), sb_size=len(self.sb),
                              train_seconds=fit.seconds, sample_passes=fit.sample_passes, swaps_done=swaps,
-                             checkpoint=str(ckpt))
+                             checkpoint=str(ckpt), energy_j=energy.energy_j, energy_label=energy.label,
+                             energy_source=energy.source, profile_energy_j=profile_j)
         return result
 
 
@@ -189,18 +252,29 @@ def run_session(config: SessionConfig, out_dir: Optional[str] = None,
     source = load_source(config.data.dataset, **config.data_options)
     stream = ClassIncrementalStream.from_config(source, config.data)
     results = []  # type: List[TaskResult]
-    with Recorder(out / "results.jsonl") as recorder, open_store(out / "store", source, config.memory) as store:
-        recorder.record("session_start", config=to_dict(config), num_tasks=len(stream),
+    with contextlib.ExitStack() as stack:
+        recorder = stack.enter_context(Recorder(out / "results.jsonl"))
+        store = stack.enter_context(open_store(out / "store", source, config.memory))
+        meter = stack.enter_context(meter_from_config(config.energy))
+        recorder.record("session_start", config=to_dict(config), num_tasks=len(stream), meter=meter.source,
                         class_order=stream.class_order, input_shape=list(stream.input_shape))
-        session = Session(config, store, stream, recorder, out, extra_callbacks)
+        controller = None
+        if config.controller.enabled:
+            from miro_edge.energy.resources import ResourceMonitor
+            controller = MiroController(config.controller, config.train, meter, recorder,
+                                        ResourceMonitor().snapshot)
+        session = Session(config, store, stream, recorder, out, meter, extra_callbacks, controller)
         for task in stream:
             result = session.run_task(task)
             results.append(result)
             if on_task is not None:
                 on_task(result)
         summary = session.matrix.summary()
+        label = results[-1].energy_label if results else "estimated"
         final = SessionResult(results, summary["final_average_accuracy"], summary["average_incremental_accuracy"],
                               summary["forgetting"], session.matrix.rows, sum(r.fit.seconds for r in results),
-                              sum(r.fit.sample_passes for r in results), str(out))
-        recorder.record("session_end", **summary, train_seconds=final.train_seconds, sample_passes=final.sample_passes)
+                              sum(r.fit.sample_passes for r in results), str(out),
+                              sum(r.energy_j for r in results), sum(r.profile_energy_j for r in results), label)
+        recorder.record("session_end", **summary, train_seconds=final.train_seconds, sample_passes=final.sample_passes,
+                        energy_j=final.energy_j, profile_energy_j=final.profile_energy_j, energy_label=label)
     return final

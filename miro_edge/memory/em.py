@@ -94,15 +94,19 @@ class EpisodicMemory:
     def write_slots(self, slots: Sequence[int], xs: np.ndarray, labels: Sequence[int],
                     record_ids: Sequence[int]) -> int:
         """Replace whole slots (used by the swap worker); a slot only takes a same-class sample."""
-        written = 0
+        slots = np.asarray(slots, dtype=np.int64)
+        if len(slots) == 0:
+            return 0
+        batch = torch.from_numpy(np.ascontiguousarray(np.stack(xs), dtype=np.float32)).to(self.dtype)
         with self._lock:
-            for slot, x, label, rid in zip(slots, xs, labels, record_ids):
-                if slot >= self._size or int(self.labels[slot]) != int(label):
-                    continue
-                self.data[slot].copy_(torch.from_numpy(np.ascontiguousarray(x)))
-                self.record_ids[slot] = rid
-                written += 1
-        return written
+            ok = (slots < self._size) & (self.labels.numpy()[np.minimum(slots, self.capacity - 1)]
+                                         == np.asarray(labels, dtype=np.int64))
+            keep = np.flatnonzero(ok)
+            if len(keep):
+                index = torch.from_numpy(slots[keep])
+                self.data.index_copy_(0, index, batch.index_select(0, torch.from_numpy(keep)))
+                self.record_ids[slots[keep]] = np.asarray(record_ids, dtype=np.int64)[keep]
+        return int(len(keep))
 
     # -- filling and resizing --------------------------------------------------------------
     def _set(self, xs: np.ndarray, labels: np.ndarray, record_ids: np.ndarray) -> None:

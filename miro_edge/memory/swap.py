@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Deque, Optional, Sequence
+from typing import Callable, Deque, List, Optional, Sequence
 
 import numpy as np
 
@@ -29,12 +29,16 @@ class SwapConfig:
     swap_period: int = field(1, help="swap during one epoch out of every swap_period epochs")
     max_backlog: int = field(64, help="pending minibatch submissions before new ones are dropped")
     drain_timeout_s: float = field(5.0, help="at task end, wait this long for pending swaps, then cancel")
+    coalesce: int = field(8, help="at most this many minibatches merged into one store read")
+    linger_s: float = field(0.02, help="wait up to this long for more minibatches before a read")
 
     def __post_init__(self) -> None:
         require(0.0 <= self.swap_ratio <= 1.0, "memory.swap.swap_ratio", "must be in [0, 1]")
         require(self.swap_period >= 1, "memory.swap.swap_period", "must be >= 1")
         require(self.max_backlog >= 1, "memory.swap.max_backlog", "must be >= 1")
         require(self.drain_timeout_s >= 0, "memory.swap.drain_timeout_s", "must be >= 0")
+        require(self.coalesce >= 1, "memory.swap.coalesce", "must be >= 1")
+        require(self.linger_s >= 0, "memory.swap.linger_s", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,12 @@ class SwapWorker:
         self._thread = None  # type: Optional[threading.Thread]
         self._on_read = on_read
         self._lat = collections.deque(maxlen=256)  # type: Deque[float]
+        self._window_lat = []  # type: List[float]
+        self._window_swaps = 0
         self._ewma = 0.0
         self._swaps = self._submitted = self._dropped = self._cancelled = self._bytes = 0
         self._counter_lock = threading.Lock()
+        self._pending = []  # type: List[np.ndarray]
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "SwapWorker":
@@ -120,21 +127,39 @@ class SwapWorker:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                slots = self._queue.get(timeout=0.05)
+                batches = [self._queue.get(timeout=0.05)]
             except queue.Empty:
                 continue
+            # Linger briefly to merge several minibatches into one store read: fewer wake-ups
+            # and transactions, so less CPU taken from the training thread.
+            deadline = time.monotonic() + self.config.linger_s
+            while len(batches) < self.config.coalesce:
+                remaining = deadline - time.monotonic()
+                try:
+                    batches.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                self._swap(slots)
+                for slots in batches:
+                    self._pick(slots)
+                self._swap(self._pending)
             except Exception:  # a failed swap must not kill training; it is logged and counted
-                logger.exception("swap of %d slots failed", len(slots))
+                logger.exception("swap of %d slots failed", len(self._pending))
             finally:
-                self._queue.task_done()
+                self._pending = []
+                for _ in batches:
+                    self._queue.task_done()
 
-    def _swap(self, slots: np.ndarray) -> None:
+    def _pick(self, slots: np.ndarray) -> None:
+        """Choose ``swap_ratio`` of one minibatch's EM slots for replacement."""
         count = int(round(self.swap_ratio * len(slots)))
-        if count <= 0:
+        if count > 0:
+            self._pending.append(self._rng.choice(slots, size=count, replace=False))
+
+    def _swap(self, picked: List[np.ndarray]) -> None:
+        if not picked:
             return
-        chosen = self._rng.choice(slots, size=count, replace=False)
+        chosen = np.unique(np.concatenate(picked))
         labels = self.em.labels.numpy()[chosen]
         ids, targets = [], []
         for label in np.unique(labels):
@@ -162,13 +187,28 @@ class SwapWorker:
             self._swaps += written
             self._bytes += nbytes
             self._lat.append(latency)
+            self._window_lat.append(latency)
+            self._window_swaps += written
             self._ewma = latency if self._ewma == 0.0 else 0.8 * self._ewma + 0.2 * latency
         if self._on_read is not None:
             self._on_read(nbytes)
 
     def stats(self) -> SwapStats:
+        """Counters since start; latency p95 over the last 256 reads."""
         with self._counter_lock:
-            lat = sorted(self._lat)
-            p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0
-            return SwapStats(self._swaps, self._submitted, self._dropped, self._cancelled,
-                             self._queue.qsize(), self._ewma, p95, self._bytes, self.swap_ratio)
+            return self._stats(self._swaps, list(self._lat))
+
+    def take_window(self) -> SwapStats:
+        """Stats of the window since the previous call (swaps and latency p95 of that window
+        only), then start a new window: what the congestion rule compares with its budgets."""
+        with self._counter_lock:
+            stats = self._stats(self._window_swaps, self._window_lat)
+            self._window_lat = []
+            self._window_swaps = 0
+            return stats
+
+    def _stats(self, swaps: int, latencies: List[float]) -> SwapStats:
+        lat = sorted(latencies)
+        p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0
+        return SwapStats(swaps, self._submitted, self._dropped, self._cancelled,
+                         self._queue.qsize(), self._ewma, p95, self._bytes, self.swap_ratio)

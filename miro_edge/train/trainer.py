@@ -45,6 +45,7 @@ class FitReport:
     seconds: float
     mean_loss: float
     interrupted: bool
+    epochs_completed: int = 0
 
 
 class IncrementalTrainer:
@@ -77,6 +78,7 @@ class IncrementalTrainer:
             cb.before_task(ctx)
         t0 = time.perf_counter()
         losses = []  # type: List[float]
+        completed = 0
         pool = np.concatenate([sb_rows, -1 - em_slots])  # >= 0: SB row; < 0: EM slot
         self.model.train()
         for epoch in range(epochs):
@@ -104,15 +106,16 @@ class IncrementalTrainer:
                     cb.after_batch(ctx, info)
             mean = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
             losses.extend(epoch_losses)
-            for cb in cbs:
-                cb.after_epoch(ctx, epoch, mean)
             if ctx.stopped:
                 break
+            completed += 1
+            for cb in cbs:
+                cb.after_epoch(ctx, epoch, mean)
         for cb in cbs:
             cb.after_task(ctx)
         self.model.eval()
         report = FitReport(task_id, epochs, ctx.steps_done, ctx.sample_passes, time.perf_counter() - t0,
-                           float(np.mean(losses)) if losses else float("nan"), ctx.stopped)
+                           float(np.mean(losses)) if losses else float("nan"), ctx.stopped, completed)
         logger.info("task %d: %d steps, %d sample-passes, %.2fs, loss %.3f", task_id, report.steps,
                     report.sample_passes, report.seconds, report.mean_loss)
         return report

@@ -17,7 +17,7 @@ def test_swaps_replace_with_same_class_and_drain_at_exit():
     src = make_source(n_per_class=200)
     em = _em(src)
     before = em.record_ids.copy()
-    with SwapWorker(em, src, SwapConfig(swap_ratio=1.0, max_backlog=1000)) as worker:
+    with SwapWorker(em, src, SwapConfig(swap_ratio=1.0, max_backlog=1000, coalesce=1)) as worker:
         for _ in range(50):
             worker.submit(np.arange(12))
     stats = worker.stats()
@@ -37,7 +37,7 @@ def test_ratio_zero_swaps_nothing_and_ratio_fraction_is_respected():
     with SwapWorker(em, src, SwapConfig(swap_ratio=0.0)) as worker:
         assert worker.submit(np.arange(12)) is False
     assert worker.stats().swaps_done == 0
-    with SwapWorker(em, src, SwapConfig(swap_ratio=0.25, max_backlog=100)) as worker:
+    with SwapWorker(em, src, SwapConfig(swap_ratio=0.25, max_backlog=100, coalesce=1)) as worker:
         for _ in range(10):
             worker.submit(np.arange(12))
     assert worker.stats().swaps_done == 10 * 3
@@ -84,3 +84,16 @@ def test_swap_period_limits_active_epochs():
     src = make_source()
     worker = SwapWorker(_em(src), src, SwapConfig(swap_ratio=0.5, swap_period=3))
     assert [worker.active_in_epoch(e) for e in range(6)] == [True, False, False, True, False, False]
+
+
+def test_coalesced_submissions_swap_each_slot_once_per_read():
+    src = make_source(n_per_class=200, latency_s=0.01)
+    em = _em(src)
+    src.reads = 0
+    with SwapWorker(em, src, SwapConfig(swap_ratio=1.0, max_backlog=100, coalesce=8)) as worker:
+        for _ in range(40):
+            worker.submit(np.arange(12))
+    stats = worker.stats()
+    assert stats.cancelled == 0 and stats.submitted == 40
+    # merged batches re-use one read for the same slots: fewer reads than submissions
+    assert src.reads < 40 * 12 and stats.swaps_done == src.reads

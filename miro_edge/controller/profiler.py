@@ -1,0 +1,353 @@
+"""The Miro controller loop: profile candidate (EM, SB) configurations on copies, choose the most
+cost-effective, apply it, and adapt while the task trains.
+
+Profiling never touches the live state: every trial trains a deep copy of one shared warm start
+(the live model briefly trained on the new task) with its own EM and SB built from the store
+(reads only), on a ``data_ratio`` fraction for ``trial_epochs``. Accuracy comes from the store's
+held-out validation slice; energy from the active power meter's window (labelled measured or
+estimated). Torch's RNG is forked so profiling does not even shift the live run's random stream.
+"""
+import contextlib
+import copy
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from miro_edge.config import field, require
+from miro_edge.errors import MiroEdgeError
+from miro_edge.controller.adapt import BudgetDecision, MemoryBudgetAdapter, SwapAdapterConfig, SwapRatioAdapter
+from miro_edge.controller.grid import Candidate, GridConfig, GridInputs, build_grid, describe_grid, max_fit
+from miro_edge.controller.idle import IdleGate, IdlePolicy, IdlePolicyConfig
+from miro_edge.controller.report import ChoiceEvent, SwapRatioEvent, TrialEvent
+from miro_edge.controller.scorer import Choice, ScorerConfig, Trial, TrialStatus, create_scorer
+from miro_edge.memory.em import EpisodicMemory
+from miro_edge.memory.sb import StreamBuffer
+from miro_edge.memory.swap import SwapConfig, SwapWorker
+from miro_edge.memory.types import SampleSource
+from miro_edge.recorder import Recorder
+from miro_edge.train.callbacks import BatchInfo, SwapCallback, TaskContext, TrainCallback, WorkCounterCallback
+from miro_edge.train.trainer import IncrementalTrainer, TrainConfig, accuracy
+
+logger = logging.getLogger(__name__)
+_MB = 1024.0 * 1024.0
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    enabled: bool = field(False, help="profile and choose (EM, SB) per task; off = the fixed memory config")
+    memory_budget_mb: float = field(16.0, help="memory for EM + SB + model/optimizer/activations, in MB")
+    follow_available_memory: bool = field(False, help="also cap the budget at a fraction of the memory "
+                                                      "the OS reports available (cgroup-aware)")
+    available_memory_fraction: float = field(0.5, help="fraction of available memory usable when following it")
+    start_task: int = field(1, help="first task that is profiled (task 0 has nothing to replay)")
+    data_ratio: float = field(0.2, help="fraction of EM and SB each trial trains on")
+    trial_epochs: int = field(1, help="epochs of each trial")
+    warm_start_epochs: int = field(1, help="epochs of the shared warm start on the new task (data_ratio of SB)")
+    val_per_class: int = field(20, help="validation samples per class read from the store's held-out slice")
+    adapt_window_steps: int = field(4, help="minibatches per window of the swap-congestion and budget checks")
+    grid: GridConfig = field(default_factory=GridConfig, help="the candidate grid")
+    scorer: ScorerConfig = field(default_factory=ScorerConfig, help="how a candidate is chosen")
+    swap_adapt: SwapAdapterConfig = field(default_factory=SwapAdapterConfig, help="swap-ratio congestion rule")
+    idle: Optional[IdlePolicyConfig] = field(None, help="idle-window policy; null = the device is always idle")
+    idle_poll_s: float = field(1.0, help="how often a paused trainer re-checks the idle policy")
+
+    def __post_init__(self) -> None:
+        require(self.memory_budget_mb > 0, "controller.memory_budget_mb", "must be > 0")
+        require(0 < self.available_memory_fraction <= 1, "controller.available_memory_fraction", "must be in (0, 1]")
+        require(self.start_task >= 0, "controller.start_task", "must be >= 0")
+        require(0 < self.data_ratio <= 1, "controller.data_ratio", "must be in (0, 1]")
+        require(self.trial_epochs >= 1, "controller.trial_epochs", "must be >= 1")
+        require(self.warm_start_epochs >= 0, "controller.warm_start_epochs", "must be >= 0")
+        require(self.val_per_class >= 1, "controller.val_per_class", "must be >= 1")
+        require(self.adapt_window_steps >= 1, "controller.adapt_window_steps", "must be >= 1")
+        require(self.idle_poll_s > 0, "controller.idle_poll_s", "must be > 0")
+
+
+def bytes_per_sample(sample_shape: Sequence[int], dtype_bytes: int = 4) -> int:
+    """RAM one EM/SB slot costs: the sample plus its label and store record id (int64 each)."""
+    return int(np.prod(sample_shape)) * dtype_bytes + 16
+
+
+def measure_overhead_bytes(model: nn.Module, input_shape: Sequence[int], batch_size: int,
+                           num_classes: int) -> int:
+    """Fixed training memory, measured once: weights, gradients and momentum (3x the parameter
+    bytes) plus the activations a minibatch keeps for backward (module outputs, measured with
+    forward hooks on a real forward pass of a copy)."""
+    probe = copy.deepcopy(model)
+    if hasattr(probe, "grow"):
+        probe.grow(num_classes)
+    params = sum(p.numel() * p.element_size() for p in probe.parameters())
+    sizes = []  # type: List[int]
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            sizes.append(output.numel() * output.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in probe.modules() if not list(m.children())]
+    try:
+        probe.train()
+        with torch.no_grad():
+            probe(torch.zeros((max(2, batch_size),) + tuple(input_shape)))
+    finally:
+        for h in handles:
+            h.remove()
+    return int(3 * params + sum(sizes))
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    task_id: int
+    choice: Choice
+    trials: List[Trial]
+    energy_j: float
+    energy_label: str
+    seconds: float
+
+
+class _Budget:
+    """The current memory budget: the config's, lowered by API calls or available memory."""
+
+    def __init__(self, config: ControllerConfig, snapshot: Optional[Callable[[], Any]]) -> None:
+        self._config = config
+        self._snapshot = snapshot
+        self._override = None  # type: Optional[int]
+        self._lock = threading.Lock()
+
+    def set_bytes(self, value: Optional[int]) -> None:
+        with self._lock:
+            self._override = value
+
+    def bytes(self) -> int:
+        with self._lock:
+            budget = int(self._config.memory_budget_mb * _MB) if self._override is None else self._override
+        if self._config.follow_available_memory and self._snapshot is not None:
+            avail = self._snapshot().mem_available_bytes
+            budget = min(budget, int(avail * self._config.available_memory_fraction))
+        return budget
+
+
+class MiroController:
+    """Chooses (EM, SB) per task by profiled cost-effectiveness and adapts during training."""
+
+    def __init__(self, config: ControllerConfig, train_config: TrainConfig, meter: Any, recorder: Recorder,
+                 snapshot: Optional[Callable[[], Any]] = None) -> None:
+        self.config = config
+        self.train_config = train_config
+        self.meter = meter
+        self.recorder = recorder
+        self.scorer = create_scorer(config.scorer)
+        self.budget = _Budget(config, snapshot)
+        self.gate = IdleGate(IdlePolicy(config.idle), snapshot) if config.idle is not None and snapshot else None
+        self.trials = []  # type: List[Trial]
+        self.current = None  # type: Optional[Candidate]
+        self.profiled_swap_ratio = 0.0
+        self._overhead = None  # type: Optional[int]
+        self._inputs = None  # type: Optional[GridInputs]
+
+    # -- memory model --------------------------------------------------------------------------
+    def set_memory_budget_mb(self, mb: Optional[float]) -> None:
+        """Lower (or restore, with None) the memory budget; the running task adapts at its next window."""
+        self.budget.set_bytes(None if mb is None else int(mb * _MB))
+
+    def grid_inputs(self, model: nn.Module, input_shape: Sequence[int], old_counts: Dict[int, int],
+                    task_size: int, num_classes: int) -> GridInputs:
+        if self._overhead is None:
+            self._overhead = measure_overhead_bytes(model, input_shape, self.train_config.batch_size, num_classes)
+        return GridInputs(self.budget.bytes(), bytes_per_sample(input_shape), self._overhead, old_counts, task_size)
+
+    def active_for(self, task_id: int) -> bool:
+        return self.config.enabled and task_id >= self.config.start_task
+
+    # -- profiling -----------------------------------------------------------------------------
+    def profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray, task_y: np.ndarray,
+                store: SampleSource, old_classes: Sequence[int], swap_ratio: float) -> ProfileResult:
+        """Try every fitting candidate on copies; return the scorer's choice (live state untouched)."""
+        t0 = time.perf_counter()
+        self.wait_for_idle()
+        new_classes = sorted(set(int(c) for c in np.unique(task_y)))
+        counts = store.class_counts()
+        old_counts = {c: counts.get(c, 0) for c in old_classes}
+        num_classes = max(list(old_classes) + new_classes) + 1
+        inputs = self.grid_inputs(model, task_x.shape[1:], old_counts, len(task_y), num_classes)
+        grid = build_grid(inputs, self.config.grid)
+        self._inputs = inputs
+        self.recorder.record("grid", task_id=task_id, **describe_grid(grid))
+        trials = [Trial.blacklisted(c, reason) for c, reason in grid.blacklisted]
+        energy = 0.0
+        label = None  # type: Optional[str]
+        val_x, val_y = self._validation_slice(store, list(old_classes) + new_classes, task_id)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.train_config.seed + 7919 * task_id)
+            rng = np.random.default_rng(self.train_config.seed + task_id)
+            warm = copy.deepcopy(model)
+            if self.config.warm_start_epochs:
+                warm_sb = self._sb(task_x, task_y, len(task_y), rng)
+                result, _ = self._measured("profile-warm-task-{}".format(task_id), lambda: IncrementalTrainer(
+                    warm, self.train_config).fit(task_id, warm_sb, EpisodicMemory(0, task_x.shape[1:]),
+                                                 epochs=self.config.warm_start_epochs,
+                                                 data_ratio=self.config.data_ratio, callbacks=self._work()))
+                energy += result.energy_j
+                label = result.label
+            for cand in grid.candidates:
+                self.wait_for_idle()
+                trial = self._trial(task_id, cand, warm, task_x, task_y, store, old_classes, new_classes,
+                                    swap_ratio, val_x, val_y, rng)
+                if trial.energy_j:
+                    energy += trial.energy_j
+                    label = trial.energy_source
+                trials.append(trial)
+        for trial in trials:
+            event = TrialEvent.from_trial(task_id, trial)
+            self.recorder.record(event.KIND, **event.fields())
+        choice = self.scorer.choose(trials)
+        event = ChoiceEvent.from_choice(task_id, choice)
+        self.recorder.record(event.KIND, **event.fields())
+        seconds = time.perf_counter() - t0
+        self.recorder.record("profile", task_id=task_id, energy_j=energy, energy_label=label, seconds=seconds,
+                             candidates=len(grid.candidates), blacklisted=len(grid.blacklisted))
+        logger.info("task %d: profiled %d candidates in %.1fs (%.2f J %s): %s", task_id, len(grid.candidates),
+                    seconds, energy, label, choice.reason)
+        self.trials = trials
+        self.current = choice.candidate
+        self.profiled_swap_ratio = swap_ratio
+        return ProfileResult(task_id, choice, trials, energy, label or "estimated", seconds)
+
+    def _trial(self, task_id: int, cand: Candidate, warm: nn.Module, task_x: np.ndarray, task_y: np.ndarray,
+               store: SampleSource, old_classes: Sequence[int], new_classes: Sequence[int], swap_ratio: float,
+               val_x: np.ndarray, val_y: np.ndarray, rng: np.random.Generator) -> Trial:
+        ratio = self.config.data_ratio
+        em_used = int(round(cand.em_size * ratio)) if cand.em_size else 0
+        sb_used = max(1, int(round(cand.sb_size * ratio)))
+        if 0 < em_used < len(old_classes) or (cand.em_size and em_used == 0):
+            return Trial(cand, None, None, "none", None, TrialStatus.DEGENERATE,
+                         "data_ratio {} leaves {} EM samples for {} old classes: some classes get no replay".format(
+                             ratio, em_used, len(old_classes)))
+        if sb_used < len(new_classes):
+            return Trial(cand, None, None, "none", None, TrialStatus.DEGENERATE,
+                         "data_ratio {} leaves {} SB samples for {} new classes".format(ratio, sb_used, len(new_classes)))
+        shape = task_x.shape[1:]
+        trial_em = EpisodicMemory(0, shape)
+        if cand.em_size:
+            trial_em.rebalance(cand.em_size, old_classes, store, rng)
+        trial_sb = self._sb(task_x, task_y, cand.sb_size, rng)
+        model = copy.deepcopy(warm)
+        trainer = IncrementalTrainer(model, self.train_config)
+        swap = SwapConfig(swap_ratio=swap_ratio)
+
+        def run() -> Any:
+            with contextlib.ExitStack() as stack:
+                callbacks = self._work()
+                if swap_ratio > 0 and len(trial_em):
+                    worker = stack.enter_context(SwapWorker(trial_em, store, swap, seed=int(rng.integers(1 << 31)),
+                                                            on_read=self._on_read))
+                    callbacks.append(SwapCallback(worker))
+                return trainer.fit(task_id, trial_sb, trial_em, epochs=self.config.trial_epochs,
+                                   data_ratio=ratio, callbacks=callbacks)
+
+        t0 = time.perf_counter()
+        result, _ = self._measured("trial-task-{}-em{}-sb{}".format(task_id, cand.em_size, cand.sb_size), run)
+        acc = accuracy(model, val_x, val_y)
+        if not np.isfinite(acc) or result.energy_j <= 0:
+            return Trial(cand, None, None, "none", time.perf_counter() - t0, TrialStatus.DEGENERATE,
+                         "no validation samples or no energy measured")
+        return Trial(cand, acc, result.energy_j, result.label, time.perf_counter() - t0)
+
+    def _measured(self, name: str, fn: Callable[[], Any]) -> Tuple[Any, Any]:
+        with self.meter.window(name) as window:
+            out = fn()
+        return window.result, out
+
+    def _work(self) -> List[TrainCallback]:
+        return [WorkCounterCallback(self.meter.add_work)]
+
+    def _on_read(self, nbytes: int) -> None:
+        self.meter.add_work(bytes_read=nbytes)
+
+    @staticmethod
+    def _sb(x: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator) -> StreamBuffer:
+        sb = StreamBuffer(max(1, size), x.shape[1:], np.random.default_rng(int(rng.integers(1 << 31))))
+        order = rng.permutation(len(y))
+        sb.add(x[order], y[order])
+        return sb
+
+    def _validation_slice(self, store: SampleSource, classes: Sequence[int], task_id: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Class-balanced samples from the store's held-out split (never trained on)."""
+        rng = np.random.default_rng(10007 + task_id)
+        ids = []  # type: List[int]
+        for c in classes:
+            ids.extend(store.sample_ids(c, self.config.val_per_class, rng, split="val"))
+        samples = store.read_many(ids)
+        if not samples:
+            return np.zeros((0,) + tuple(store.sample_shape or ())), np.zeros(0, dtype=np.int64)
+        return np.stack([s.x for s in samples]).astype(np.float32), np.array([s.label for s in samples])
+
+    # -- during training -----------------------------------------------------------------------
+    def wait_for_idle(self) -> None:
+        """Block until the idle policy allows work (no-op without a policy)."""
+        if self.gate is None:
+            return
+        while not self.gate.wait_until_allowed(poll_s=self.config.idle_poll_s, timeout_s=3600.0).allowed:
+            logger.info("still waiting for an idle window")
+
+    def training_callback(self, task_id: int, worker: Optional[SwapWorker]) -> "AdaptCallback":
+        return AdaptCallback(self, task_id, worker)
+
+    def budget_decision(self) -> Optional[BudgetDecision]:
+        """A switch decision when the current candidate no longer fits the budget, else None."""
+        if self.current is None:
+            return None
+        budget = self.budget.bytes()
+        if self.current.memory_bytes <= budget:
+            return None
+        decision = MemoryBudgetAdapter(self.scorer).decide(budget, self.trials, self.current)
+        if decision.needs_fallback:
+            fallback = self._fallback(budget)
+            decision = BudgetDecision(fallback, True, decision.reason + "; using max-fit {}".format(
+                fallback.label() if fallback else "none"), None)
+        return decision
+
+    def _fallback(self, budget: int) -> Optional[Candidate]:
+        """No profiled candidate fits: the largest EM and SB that do (max-fit for this budget)."""
+        if self._inputs is None:
+            return None
+        try:
+            return max_fit(budget, self._inputs.with_budget(budget), self.config.grid)
+        except MiroEdgeError as exc:
+            logger.warning("memory budget %.2f MB fits no configuration: %s", budget / _MB, exc)
+            return None
+
+
+class AdaptCallback(TrainCallback):
+    """Every window: feed swap stats to the congestion rule and check the memory budget; an
+    over-budget candidate stops the fit at the batch boundary so the session can switch."""
+
+    def __init__(self, controller: MiroController, task_id: int, worker: Optional[SwapWorker]) -> None:
+        self.controller = controller
+        self.task_id = task_id
+        self.worker = worker
+        self.adapter = SwapRatioAdapter(controller.config.swap_adapt, worker.swap_ratio) if worker else None
+        self.switch = None  # type: Optional[BudgetDecision]
+
+    def before_batch(self, ctx: TaskContext, epoch: int, step: int) -> None:
+        self.controller.wait_for_idle()  # pause at the batch boundary, resume where we stopped
+
+    def after_batch(self, ctx: TaskContext, batch: BatchInfo) -> None:
+        if ctx.steps_done % self.controller.config.adapt_window_steps:
+            return
+        if self.worker is not None and self.adapter is not None:
+            change = self.adapter.observe(self.worker.take_window())
+            if change is not None:
+                self.worker.swap_ratio = change.new
+                event = SwapRatioEvent.from_change(self.task_id, change)
+                self.controller.recorder.record(event.KIND, **event.fields())
+        decision = self.controller.budget_decision()
+        if decision is not None and decision.candidate is not None:
+            self.switch = decision
+            ctx.stopped = True
