@@ -13,6 +13,10 @@ class InputError(MiroEdgeError, ValueError):
     """A sample, label or file handed to the library does not match what it expects."""
 
 
+class CheckpointError(InputError):
+    """A checkpoint file is missing, unreadable or lacks a required key."""
+
+
 class StoreError(MiroEdgeError):
     """The sample store cannot complete an operation; the store stays consistent."""
 

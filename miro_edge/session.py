@@ -230,8 +230,8 @@ class Session:
         accs = self.evaluate()
         self.matrix.add_row(accs)
         ckpt = save_checkpoint(self.out_dir / "checkpoints" / "task-{:03d}.pt".format(task.task_id), self.model,
-                               self.config.train.model, self.config.train.width, task.task_id,
-                               to_dict(self.config), {"accuracies": accs})
+                               self.config.train.model, self.model.input_shape, self.config.train.width,
+                               to_dict(self.config), task.task_id, {"average_accuracy": float(np.mean(accs))})
         profile_j = profile.energy_j if profile is not None else 0.0
         result = TaskResult(task.task_id, list(task.classes), accs, float(np.mean(accs)), len(self.em),
                             len(self.sb), fit, swaps, str(ckpt), energy.energy_j, energy.label, profile_j)

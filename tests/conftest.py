@@ -1,51 +1,8 @@
-"""Shared fixtures: a tiny in-RAM sample source for EM / swap unit tests (the real store has
-its own tests), and small synthetic data."""
-import threading
-import time
-from typing import Dict, List, Optional, Sequence
-
-import numpy as np
+"""Root fixtures. Test doubles live in ``miro_fakes`` (a unique module name: several test
+folders have their own conftest)."""
 import pytest
 
-from miro_edge.memory.types import StoredSample
-
-
-class MemorySource:
-    """In-RAM ``SampleSource`` with optional per-read latency (for congestion tests)."""
-
-    def __init__(self, xs: np.ndarray, labels: np.ndarray, latency_s: float = 0.0) -> None:
-        self.xs = np.asarray(xs, dtype=np.float32)
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.sample_shape = self.xs.shape[1:]
-        self.dtype = self.xs.dtype
-        self.latency_s = latency_s
-        self.reads = 0
-        self._lock = threading.Lock()
-
-    def class_counts(self, split: str = "train") -> Dict[int, int]:
-        values, counts = np.unique(self.labels, return_counts=True)
-        return {int(v): int(c) for v, c in zip(values, counts)}
-
-    def sample_ids(self, label: int, n: int, rng: np.random.Generator, split: str = "train") -> List[int]:
-        idx = np.flatnonzero(self.labels == label)
-        return [int(i) for i in rng.choice(idx, size=min(n, len(idx)), replace=False)] if len(idx) else []
-
-    def read_many(self, record_ids: Sequence[int]) -> List[StoredSample]:
-        if self.latency_s:
-            time.sleep(self.latency_s)
-        with self._lock:
-            self.reads += len(record_ids)
-        return [StoredSample(int(i), self.xs[i].copy(), int(self.labels[i]), 0, "train", None) for i in record_ids]
-
-
-def make_source(n_per_class: int = 20, classes: Sequence[int] = (0, 1, 2), shape=(1, 4, 4),
-                seed: int = 0, latency_s: float = 0.0) -> MemorySource:
-    """Samples whose every element equals ``label * 1000 + index``: torn or mislabelled data shows."""
-    labels = np.repeat(np.asarray(classes), n_per_class)
-    xs = np.empty((len(labels),) + tuple(shape), dtype=np.float32)
-    for i, label in enumerate(labels):
-        xs[i] = label * 1000 + i
-    return MemorySource(xs, labels, latency_s)
+from miro_fakes import MemorySource, make_source
 
 
 @pytest.fixture

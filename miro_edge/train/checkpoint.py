@@ -1,52 +1,87 @@
-"""Atomic, self-describing checkpoints: format version, model recipe and config inside.
+"""Atomic, self-describing checkpoints: the one format the trainer writes and export reads.
 
-A checkpoint rebuilds its model with no side information and loads with ``weights_only=True``.
+A checkpoint is a dict saved with ``torch.save``::
+
+    {"format_version": 1, "model_name": str, "input_shape": [...], "num_classes": int,
+     "width": int, "state_dict": ..., "config": {...}, "task_id": int, "metrics": {...}}
+
+It is always loaded with ``torch.load(..., weights_only=True)``: a checkpoint can never run code.
 """
 import io
+import logging
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
-import torch
-
-from miro_edge.errors import InputError
-from miro_edge.train.models import IncrementalClassifier, create_model
+from miro_edge.errors import CheckpointError
 from miro_edge.utils.atomic import atomic_write_bytes
 
-CHECKPOINT_FORMAT = 1
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "model_name", "input_shape", "num_classes", "state_dict")
+
+PathLike = Union[str, Path]
 
 
-def save_checkpoint(path: Union[str, Path], model: IncrementalClassifier, model_name: str, width: int,
-                    task_id: int, config: Optional[Dict[str, Any]] = None,
-                    metrics: Optional[Dict[str, Any]] = None) -> Path:
-    payload = {
-        "format_version": CHECKPOINT_FORMAT,
-        "model_name": model_name,
-        "input_shape": list(model.input_shape),
-        "num_classes": model.num_classes,
-        "width": width,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "config": config or {},
-        "task_id": task_id,
-        "metrics": metrics or {},
-    }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    return atomic_write_bytes(path, buffer.getvalue())
+def read_checkpoint(path: PathLike) -> Dict[str, Any]:
+    """Load a checkpoint dict safely (``weights_only=True``) and check its keys and version."""
+    import torch
 
-
-def load_checkpoint(path: Union[str, Path]) -> Tuple[IncrementalClassifier, Dict[str, Any]]:
-    """Rebuild the model from a checkpoint; returns (model in eval mode, the checkpoint dict)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("checkpoint {} does not exist".format(path))
+        raise CheckpointError("checkpoint {} does not exist; pass the .pt file the trainer wrote".format(path))
     try:
-        payload = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise InputError("cannot read checkpoint {}: {}".format(path, exc)) from None
-    if not isinstance(payload, dict) or payload.get("format_version") != CHECKPOINT_FORMAT:
-        raise InputError("{} is not a miro_edge checkpoint of format {} (got {!r})".format(
-            path, CHECKPOINT_FORMAT, payload.get("format_version") if isinstance(payload, dict) else type(payload)))
-    model = create_model(payload["model_name"], payload["input_shape"], payload["num_classes"], payload["width"])
-    model.load_state_dict(payload["state_dict"])
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/corrupt/unsafe files
+        raise CheckpointError("cannot load checkpoint {} ({}: {}); the file is corrupt, truncated or "
+                              "not a miro_edge checkpoint".format(path, type(exc).__name__, exc)) from None
+    if not isinstance(ckpt, Mapping):
+        raise CheckpointError("checkpoint {} holds a {}, expected a dict".format(path, type(ckpt).__name__))
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError("checkpoint {} lacks key(s) {}; it was not written by the miro_edge trainer"
+                              .format(path, ", ".join(missing)))
+    version = ckpt["format_version"]
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError("checkpoint {} has format_version {}; this miro_edge reads version {}"
+                              .format(path, version, CHECKPOINT_FORMAT_VERSION))
+    return dict(ckpt)
+
+
+def model_from_checkpoint(path: PathLike) -> Any:
+    """Rebuild the model a checkpoint describes, load its weights, and return it in eval mode."""
+    from miro_edge.train.models import create_model
+
+    ckpt = read_checkpoint(path)
+    model = create_model(str(ckpt["model_name"]), [int(v) for v in ckpt["input_shape"]],
+                         int(ckpt["num_classes"]), width=int(ckpt.get("width", 32)))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError("checkpoint {} weights do not fit model {!r} {}: {}".format(
+            path, ckpt["model_name"], list(ckpt["input_shape"]), exc)) from None
     model.eval()
-    return model, payload
+    return model
+
+
+def save_checkpoint(path: PathLike, model: Any, model_name: str, input_shape: Sequence[int],
+                    width: int = 32, config: Optional[Mapping[str, Any]] = None, task_id: int = 0,
+                    metrics: Optional[Mapping[str, float]] = None) -> Path:
+    """Write a checkpoint atomically (temp file, fsync, rename): format version, model recipe,
+    config and metrics inside, so it rebuilds its model with no side information."""
+    import torch
+
+    payload = {
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "model_name": model_name,
+        "input_shape": [int(v) for v in input_shape],
+        "num_classes": int(model.num_classes),
+        "width": int(width),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": dict(config or {}),
+        "task_id": int(task_id),
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return atomic_write_bytes(path, buf.getvalue())

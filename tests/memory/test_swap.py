@@ -2,7 +2,7 @@ import threading
 
 import numpy as np
 
-from conftest import make_source
+from miro_fakes import make_source
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.swap import SwapConfig, SwapWorker
 

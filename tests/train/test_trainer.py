@@ -10,7 +10,7 @@ from miro_edge.train.metrics import AccuracyMatrix
 from miro_edge.train.models import create_model
 from miro_edge.train.trainer import IncrementalTrainer, TrainConfig, accuracy
 
-from conftest import make_source
+from miro_fakes import make_source
 
 
 def blobs(classes, n=40, seed=0):
@@ -95,7 +95,7 @@ def test_learns_separable_data_and_replay_prevents_forgetting():
         trainer.fit(0, sb, em)
         assert accuracy(model, x0, y0) > 0.9
         if replay:
-            from conftest import MemorySource
+            from miro_fakes import MemorySource
             em.rebalance(40, [0, 1], MemorySource(x0, y0), np.random.default_rng(0))
         sb = StreamBuffer(len(y1), (1, 8, 8))
         sb.add(x1, y1)

@@ -1,0 +1,38 @@
+"""``miro-edge versions``: list the registry's versions, marking the current one."""
+import json
+
+import click
+
+
+@click.command(help="List registry versions (current marked with *); --all includes rejected candidates.")
+@click.option("--registry", "registry_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="registry directory")
+@click.option("--all", "include_rejected", is_flag=True, help="include rejected candidates")
+@click.option("--json", "as_json", is_flag=True, help="print manifests as JSON")
+@click.option("--verify", is_flag=True, help="check every artifact's sha256 (slower)")
+def command(registry_dir: str, include_rejected: bool, as_json: bool, verify: bool) -> None:
+    from miro_edge.errors import RegistryError
+    from miro_edge.export.registry import ModelRegistry
+
+    registry = ModelRegistry(registry_dir)
+    current = registry.current_version()
+    manifests = registry.versions(include_rejected=include_rejected)
+    if as_json:
+        click.echo(json.dumps({"current": current, "versions": [m.as_dict() for m in manifests]}, indent=2,
+                              sort_keys=True, default=str))
+        return
+    if not manifests:
+        click.echo("no versions in {}".format(registry_dir))
+        return
+    for m in manifests:
+        check = ""
+        if verify:
+            try:
+                registry.verify(m.version)
+                check = " ok"
+            except RegistryError as exc:
+                check = " CORRUPT ({})".format(exc)
+        metrics = " ".join("{}={:.4f}".format(k, v) for k, v in sorted(m.metrics.items()))
+        click.echo("{} {} {:<8} parent={} task={} {} {}{}".format(
+            "*" if m.version == current else " ", m.name, m.status, m.parent, m.task_id, metrics,
+            m.reason if m.status == "rejected" else "", check).rstrip())

@@ -1,0 +1,56 @@
+"""The canary gate: publish a new version only if it is not worse than the current one."""
+import dataclasses
+import math
+from typing import Mapping, NamedTuple, Optional
+
+from miro_edge.config import field, require
+
+
+@dataclasses.dataclass(frozen=True)
+class CanaryConfig:
+    """Accept a candidate when ``new[metric] >= current[metric] - max_drop``."""
+
+    metric: str = field("val_accuracy", help="manifest metric compared (higher is better)")
+    max_drop: float = field(0.01, help="largest allowed drop of the metric vs the current version (absolute)")
+    require_metric: bool = field(True, help="reject a candidate that does not report the metric")
+
+    def __post_init__(self) -> None:
+        require(bool(self.metric), "metric", "must be a metric name such as val_accuracy")
+        require(self.max_drop >= 0, "max_drop", "must be >= 0, got {}".format(self.max_drop))
+
+
+class CanaryDecision(NamedTuple):
+    accepted: bool
+    reason: str
+    new_value: Optional[float]
+    current_value: Optional[float]
+
+
+def _value(metrics: Optional[Mapping[str, float]], key: str) -> Optional[float]:
+    if not metrics or key not in metrics:
+        return None
+    try:
+        value = float(metrics[key])
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def canary_decision(new_metrics: Optional[Mapping[str, float]], current_metrics: Optional[Mapping[str, float]],
+                    config: Optional[CanaryConfig] = None, has_current: bool = True) -> CanaryDecision:
+    """Compare a candidate's validation metric with the current version's."""
+    cfg = config or CanaryConfig()
+    new = _value(new_metrics, cfg.metric)
+    cur = _value(current_metrics, cfg.metric) if has_current else None
+    if new is None and cfg.require_metric:
+        return CanaryDecision(False, "candidate reports no {!r} metric; validate it before publishing".format(
+            cfg.metric), None, cur)
+    if not has_current:
+        return CanaryDecision(True, "first version", new, None)
+    if cur is None or new is None:
+        return CanaryDecision(True, "no {!r} to compare against".format(cfg.metric), new, cur)
+    if new < cur - cfg.max_drop:
+        return CanaryDecision(False, "{} {:.4f} is worse than current {:.4f} by {:.4f} (> max_drop {:.4f})".format(
+            cfg.metric, new, cur, cur - new, cfg.max_drop), new, cur)
+    return CanaryDecision(True, "{} {:.4f} vs current {:.4f} (max_drop {:.4f})".format(
+        cfg.metric, new, cur, cfg.max_drop), new, cur)

@@ -1,0 +1,342 @@
+"""A versioned, crash-safe model registry on the local file system.
+
+Layout::
+
+    <root>/
+      CURRENT              "v000007\n" -- replaced atomically (os.replace), the live pointer
+      versions/v000007/    manifest.json + artifacts (model.onnx, checkpoint.pt, ...)
+      rejected/v000008/    candidates the canary gate refused (manifest says why)
+      .staging/            versions being written (never read)
+      .trash/              versions being deleted (never read)
+      .lock                flock: one writer at a time (publish, rollback, prune)
+
+Publishing copies the artifacts into ``.staging``, fsyncs every file and the directory, renames
+the directory into ``versions/`` (or ``rejected/``), fsyncs that, and only then moves ``CURRENT``.
+A crash (power cut, ``kill -9``) at any instant leaves ``CURRENT`` naming a whole version.
+Every artifact is checked against its sha256 before it is handed out.
+"""
+import dataclasses
+import errno
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple, Union
+
+from miro_edge.errors import RegistryError
+from miro_edge.export.canary import CanaryConfig, CanaryDecision, canary_decision
+from miro_edge.export.errors import IntegrityError, VersionNotFoundError
+from miro_edge.export.hashing import sha256_file
+from miro_edge.utils.atomic import atomic_write, atomic_write_bytes, fsync_dir
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+POINTER = "CURRENT"
+_NAME_RE = re.compile(r"^v(\d{6,})$")
+_ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+PathLike = Union[str, Path]
+
+
+def version_name(version: int) -> str:
+    return "v{:06d}".format(version)
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """What one version is: where it came from, how good it was, and the hash of each file."""
+
+    version: int
+    parent: Optional[int]
+    status: str                       # "accepted" or "rejected"
+    reason: str
+    task_id: Optional[int]
+    metrics: Dict[str, float]
+    config: Dict[str, Any]
+    artifacts: Dict[str, Dict[str, Any]]   # name -> {"sha256": str, "bytes": int}
+    created_unix: float
+    format_version: int = MANIFEST_FORMAT_VERSION
+
+    @property
+    def name(self) -> str:
+        return version_name(self.version)
+
+    def as_dict(self) -> Dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["created_iso"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created_unix))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Manifest":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class PublishResult(NamedTuple):
+    version: int
+    accepted: bool
+    reason: str
+    manifest: Manifest
+    path: Path
+
+
+class ModelRegistry:
+    """A directory of model versions with an atomic ``CURRENT`` pointer, rollback and retention."""
+
+    def __init__(self, root: PathLike, keep_last: int = 5, canary: Optional[CanaryConfig] = None) -> None:
+        if keep_last < 1:
+            raise RegistryError("keep_last must be >= 1, got {}".format(keep_last))
+        self.root = Path(root)
+        self.keep_last = keep_last
+        self.canary = canary or CanaryConfig()
+        for sub in ("versions", "rejected", ".staging", ".trash"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def pointer_path(self) -> Path:
+        return self.root / POINTER
+
+    def pointer_token(self) -> Optional[Tuple[int, int, int]]:
+        """A cheap fingerprint of ``CURRENT`` (inode, mtime, size): changes on every publish/rollback."""
+        try:
+            st = os.stat(str(self.pointer_path))
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def current_version(self) -> Optional[int]:
+        """The version ``CURRENT`` names, or None before the first publish."""
+        try:
+            text = self.pointer_path.read_text().strip()
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise
+        match = _NAME_RE.match(text)
+        if not match:
+            raise RegistryError("{} holds {!r}, not a version name; restore it with `miro-edge rollback "
+                                "--to N`".format(self.pointer_path, text))
+        return int(match.group(1))
+
+    def version_dir(self, version: int) -> Path:
+        for sub in ("versions", "rejected"):
+            path = self.root / sub / version_name(version)
+            if path.is_dir():
+                return path
+        raise VersionNotFoundError("version {} is not in registry {}; `miro-edge versions` lists them".format(
+            version, self.root))
+
+    def manifest(self, version: int) -> Manifest:
+        path = self.version_dir(version) / MANIFEST
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise IntegrityError("manifest {} is unreadable ({}); the version is damaged".format(path, exc)) from None
+        manifest = Manifest.from_dict(data)
+        if manifest.format_version != MANIFEST_FORMAT_VERSION:
+            raise RegistryError("manifest {} has format_version {}; this miro_edge reads {}".format(
+                path, manifest.format_version, MANIFEST_FORMAT_VERSION))
+        return manifest
+
+    def versions(self, include_rejected: bool = False) -> List[Manifest]:
+        """Manifests sorted by version (accepted ones; rejected too when asked)."""
+        out = []
+        subs = ("versions", "rejected") if include_rejected else ("versions",)
+        for sub in subs:
+            for entry in sorted((self.root / sub).iterdir()):
+                match = _NAME_RE.match(entry.name)
+                if match and entry.is_dir():
+                    try:
+                        out.append(self.manifest(int(match.group(1))))
+                    except RegistryError as exc:
+                        logger.warning("skipping %s: %s", entry, exc)
+        return sorted(out, key=lambda m: m.version)
+
+    def verify(self, version: int) -> Manifest:
+        """Check every artifact of ``version`` against its manifest sha256; raise IntegrityError if not."""
+        manifest = self.manifest(version)
+        base = self.version_dir(version)
+        for name, info in manifest.artifacts.items():
+            path = base / name
+            if not path.is_file():
+                raise IntegrityError("version {} artifact {} is missing; roll back to another version".format(
+                    version, path))
+            digest = sha256_file(path)
+            if digest != info["sha256"]:
+                raise IntegrityError("version {} artifact {} has sha256 {} but the manifest records {}; refusing "
+                                     "to load it (the file was modified or corrupted): roll back or republish"
+                                     .format(version, path, digest[:16], str(info["sha256"])[:16]))
+        return manifest
+
+    def artifacts(self, version: int, verify: bool = True) -> Dict[str, Path]:
+        """Paths of ``version``'s artifacts, verified against their sha256 first."""
+        manifest = self.verify(version) if verify else self.manifest(version)
+        base = self.version_dir(version)
+        return {name: base / name for name in manifest.artifacts}
+
+    def current(self, verify: bool = True) -> Optional[Manifest]:
+        """Manifest of the current version (verified), or None before the first publish."""
+        version = self.current_version()
+        if version is None:
+            return None
+        return self.verify(version) if verify else self.manifest(version)
+
+    # ------------------------------------------------------------------ writing
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        import fcntl
+
+        fd = os.open(str(self.root / ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock; so does process death
+
+    def _clean_scratch(self) -> None:
+        for sub in (".staging", ".trash"):
+            for entry in (self.root / sub).iterdir():
+                shutil.rmtree(str(entry), ignore_errors=True)
+
+    def _next_version(self) -> int:
+        numbers = [0]
+        for sub in ("versions", "rejected"):
+            for entry in (self.root / sub).iterdir():
+                match = _NAME_RE.match(entry.name)
+                if match:
+                    numbers.append(int(match.group(1)))
+        return max(numbers) + 1
+
+    def publish(self, artifacts: Mapping[str, PathLike], metrics: Optional[Mapping[str, float]] = None,
+                config: Optional[Mapping[str, Any]] = None, task_id: Optional[int] = None,
+                force: bool = False, canary: Optional[CanaryConfig] = None) -> PublishResult:
+        """Add a version holding copies of ``artifacts`` ({name: path}); make it current if the canary passes.
+
+        A candidate the canary gate refuses is kept under ``rejected/`` with the reason and
+        ``CURRENT`` is not touched. ``force=True`` skips the gate (a manual override).
+        """
+        for name, src in artifacts.items():
+            if not _ARTIFACT_RE.match(name):
+                raise RegistryError("artifact name {!r} is not a plain file name".format(name))
+            if not Path(src).is_file():
+                raise RegistryError("artifact {} ({}) does not exist".format(name, src))
+        if not artifacts:
+            raise RegistryError("nothing to publish: pass at least one artifact")
+        metrics_f = {str(k): float(v) for k, v in (metrics or {}).items()}
+        with self._lock():
+            self._clean_scratch()
+            version = self._next_version()
+            parent = self.current_version()
+            current_metrics = self.manifest(parent).metrics if parent is not None else None
+            decision = canary_decision(metrics_f, current_metrics, canary or self.canary,
+                                       has_current=parent is not None)
+            if force and not decision.accepted:
+                decision = CanaryDecision(True, "forced past the canary gate: " + decision.reason,
+                                          decision.new_value, decision.current_value)
+            staging = Path(tempfile.mkdtemp(prefix=version_name(version) + "-", dir=str(self.root / ".staging")))
+            recorded = {}
+            for name, src in sorted(artifacts.items()):
+                recorded[name] = _copy_fsync(Path(src), staging / name)
+            manifest = Manifest(version=version, parent=parent,
+                                status="accepted" if decision.accepted else "rejected", reason=decision.reason,
+                                task_id=task_id, metrics=metrics_f, config=dict(config or {}),
+                                artifacts=recorded, created_unix=time.time())
+            text = json.dumps(manifest.as_dict(), indent=2, sort_keys=True, default=str)
+            atomic_write(staging / MANIFEST, lambda f: f.write(text), "w", 0o644)
+            fsync_dir(staging)
+            sub = "versions" if decision.accepted else "rejected"
+            final = self.root / sub / version_name(version)
+            os.rename(str(staging), str(final))
+            fsync_dir(self.root / sub)
+            if decision.accepted:
+                self._set_pointer(version)
+                logger.info("published %s (parent %s): %s", manifest.name, parent, decision.reason)
+                self._prune_locked()
+            else:
+                logger.warning("rejected candidate %s: %s", manifest.name, decision.reason)
+            return PublishResult(version, decision.accepted, decision.reason, manifest, final)
+
+    def _set_pointer(self, version: int) -> None:
+        atomic_write_bytes(self.pointer_path, (version_name(version) + "\n").encode("ascii"), perms=0o644)
+
+    def rollback(self, to: Optional[int] = None) -> Manifest:
+        """Point ``CURRENT`` at version ``to`` (default: the current version's parent), verified first."""
+        with self._lock():
+            if to is None:
+                cur = self.current_version()
+                if cur is None:
+                    raise RegistryError("nothing to roll back: the registry has no current version")
+                to = self.manifest(cur).parent
+                if to is None:
+                    raise RegistryError("version {} has no parent to roll back to; pass --to N".format(cur))
+            target = self.root / "versions" / version_name(to)
+            if not target.is_dir():
+                raise VersionNotFoundError("version {} is not an accepted version in {}; `miro-edge versions` "
+                                           "lists them".format(to, self.root))
+            manifest = self.verify(to)
+            self._set_pointer(to)
+            logger.info("rolled back to %s", manifest.name)
+            return manifest
+
+    def prune(self) -> List[int]:
+        """Delete all but the last ``keep_last`` versions (never current or its parent)."""
+        with self._lock():
+            return self._prune_locked()
+
+    def _prune_locked(self) -> List[int]:
+        cur = self.current_version()
+        protected = set()
+        if cur is not None:
+            protected.add(cur)
+            parent = self.manifest(cur).parent
+            if parent is not None:
+                protected.add(parent)
+        removed = []
+        for sub in ("versions", "rejected"):
+            numbers = sorted(int(m.group(1)) for m in (_NAME_RE.match(e.name) for e in (self.root / sub).iterdir())
+                             if m)
+            keep = set(numbers[-self.keep_last:]) | protected
+            for number in numbers:
+                if number in keep:
+                    continue
+                src = self.root / sub / version_name(number)
+                trash = Path(tempfile.mkdtemp(prefix=version_name(number) + "-", dir=str(self.root / ".trash")))
+                os.rename(str(src), str(trash / "v"))  # leaves the listing atomically, then is deleted
+                fsync_dir(self.root / sub)
+                shutil.rmtree(str(trash), ignore_errors=True)
+                removed.append(number)
+        if removed:
+            logger.info("pruned versions %s", removed)
+        return removed
+
+
+def _copy_fsync(src: Path, dst: Path) -> Dict[str, Any]:
+    import hashlib
+
+    digest = hashlib.sha256()
+    size = 0
+    with open(str(src), "rb") as fin, open(str(dst), "wb") as fout:
+        while True:
+            block = fin.read(1 << 20)
+            if not block:
+                break
+            digest.update(block)
+            fout.write(block)
+            size += len(block)
+        fout.flush()
+        os.fsync(fout.fileno())
+    os.chmod(str(dst), 0o644)
+    return {"sha256": digest.hexdigest(), "bytes": size}
+
+
+def open_registry(root: PathLike, keep_last: int = 5, canary: Optional[CanaryConfig] = None) -> ModelRegistry:
+    """Open (creating if needed) the registry at ``root``."""
+    return ModelRegistry(root, keep_last=keep_last, canary=canary)

@@ -1,0 +1,161 @@
+"""The small interface every sample-store backend implements, and the backend registry.
+
+``SampleStore`` (``store.py``) owns all the logic (validation, checksums, per-class ordinals,
+class-balanced eviction, quotas); a backend only stores rows transactionally:
+
+* ``records``: record id -> (split, label, ord, task id, crc32, meta JSON, payload bytes);
+* a per-class ordinal index: (split, label, ord) -> record id, with ordinals kept dense
+  (``0 .. count-1``) so a uniform random draw is ``count`` random integers and one index probe;
+* ``classes``: (split, label) -> count, so class counts are read, never recomputed by a scan;
+* ``info``: text key -> text value (format version, sample shape, dtype, next id, data bytes).
+
+A write transaction is durable when its context exits without an exception, and rolled back
+(nothing of it visible, ever) when it raises. Backends map "disk full" to ``StoreFullError``.
+Adding a backend adds one module that registers a subclass in ``STORE_BACKENDS``.
+"""
+import abc
+from pathlib import Path
+from typing import Any, ContextManager, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+from miro_edge.utils.registry import Registry
+
+SPLITS = ("train", "val")  # index in this tuple is the split code stored on disk
+INFO_FORMAT_VERSION = "format_version"
+
+
+class RawRecord(NamedTuple):
+    """One row as a backend stores it; ``SampleStore`` checks ``crc`` and decodes ``payload``."""
+
+    record_id: int
+    split: int
+    label: int
+    ord: int
+    task_id: int
+    crc: int
+    meta: Optional[bytes]
+    payload: bytes
+
+    @property
+    def nbytes(self) -> int:
+        """Logical size counted against ``quota_bytes``: payload plus metadata."""
+        return len(self.payload) + (len(self.meta) if self.meta is not None else 0)
+
+
+class ReadTxn(abc.ABC):
+    """A consistent snapshot of the store (every call sees the same committed state)."""
+
+    @abc.abstractmethod
+    def info(self) -> Dict[str, str]:
+        """All ``info`` entries."""
+
+    @abc.abstractmethod
+    def counts(self) -> Dict[Tuple[int, int], int]:
+        """(split code, label) -> record count, zero counts included."""
+
+    @abc.abstractmethod
+    def count(self, split: int, label: int) -> int:
+        """Record count of one class (0 if the class was never seen)."""
+
+    @abc.abstractmethod
+    def ids_at(self, split: int, label: int, ords: Sequence[int]) -> List[Optional[int]]:
+        """Record ids at the given per-class ordinals, in input order (None where absent)."""
+
+    @abc.abstractmethod
+    def records(self, record_ids: Sequence[int]) -> List[Optional[RawRecord]]:
+        """Rows of ``record_ids`` in input order (None where absent).
+
+        Raises ``CorruptRecordError`` when the engine itself reports a damaged page.
+        """
+
+    @abc.abstractmethod
+    def scan(self, after_id: int, limit: int) -> List[RawRecord]:
+        """Up to ``limit`` rows with id > ``after_id``, in id order (for ``verify``)."""
+
+
+class WriteTxn(ReadTxn):
+    """A read-write transaction; see the module docstring for its durability contract."""
+
+    @abc.abstractmethod
+    def put_info(self, items: Mapping[str, str]) -> None:
+        """Insert or replace ``info`` entries."""
+
+    @abc.abstractmethod
+    def set_count(self, split: int, label: int, count: int) -> None:
+        """Store the record count of one class."""
+
+    @abc.abstractmethod
+    def put_records(self, rows: Sequence[RawRecord]) -> None:
+        """Insert new rows (their ids and (split, label, ord) slots are free)."""
+
+    @abc.abstractmethod
+    def delete_record(self, record_id: int) -> Optional[RawRecord]:
+        """Delete a row and its ordinal entry; return what it held (None if absent)."""
+
+    @abc.abstractmethod
+    def move(self, record_id: int, split: int, label: int, old_ord: int, new_ord: int) -> None:
+        """Give a row a new ordinal in its class (``new_ord`` is free)."""
+
+
+class StoreBackend(abc.ABC):
+    """An open embedded database holding one store; a context manager."""
+
+    name = ""
+
+    @classmethod
+    @abc.abstractmethod
+    def detect(cls, path: Path) -> bool:
+        """Whether directory ``path`` holds a store of this backend."""
+
+    @abc.abstractmethod
+    def __init__(self, path: Path, create: bool, options: Mapping[str, Any]) -> None:
+        """Open (or create, when ``create``) the database files inside directory ``path``."""
+
+    @abc.abstractmethod
+    def read(self, snapshot: bool = True) -> ContextManager[ReadTxn]:
+        """A read transaction; ``snapshot=False`` lets a single-query read skip BEGIN/COMMIT."""
+
+    @abc.abstractmethod
+    def write(self) -> ContextManager[WriteTxn]:
+        """A write transaction, durable on a clean exit; callers serialise writers."""
+
+    @abc.abstractmethod
+    def files(self) -> List[Path]:
+        """The files that make up the store (for size and permission checks)."""
+
+    @abc.abstractmethod
+    def settings(self) -> Dict[str, Any]:
+        """Durability-relevant engine settings as the engine reports them (for docs and tests)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the database; idempotent."""
+
+    def __enter__(self) -> "StoreBackend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+STORE_BACKENDS = Registry("store backend")  # type: Registry[StoreBackend]
+
+
+def detect_backend(path: Path, names: Iterable[str]) -> Optional[str]:
+    """Name of the registered backend whose files are in ``path``, if any."""
+    for name in names:
+        if STORE_BACKENDS.get(name).detect(path):  # type: ignore[attr-defined]
+            return name
+    return None
+
+
+def pad_params(values: Sequence[int]) -> Tuple[int, List[int]]:
+    """Pad a parameter list to a small set of lengths (1, 8, 64, 512) by repeating its last value.
+
+    SQL ``IN (?, ?, ...)`` statements then come in four shapes, which keeps SQLite's statement
+    cache hot; repeated values in ``IN`` are harmless. Returns (padded length, padded list).
+    """
+    n = len(values)
+    for size in (1, 8, 64, 512):
+        if n <= size:
+            return size, list(values) + [values[-1]] * (size - n)
+    raise ValueError("pad_params takes at most 512 values; chunk first")

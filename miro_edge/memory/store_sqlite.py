@@ -1,0 +1,312 @@
+"""SQLite backend of the sample store (stdlib ``sqlite3``; no extra dependency).
+
+Durability: WAL journal with ``synchronous=FULL``, so every COMMIT fsyncs the WAL before it
+returns (with ``NORMAL`` a power cut could roll back the last commits). The database file is
+created 0600 before SQLite opens it; SQLite gives its ``-wal`` and ``-shm`` files the same mode.
+"""
+import logging
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from miro_edge.errors import ConfigError, CorruptRecordError, StoreError, StoreFullError
+from miro_edge.memory.store_backend import (STORE_BACKENDS, RawRecord, ReadTxn, StoreBackend, WriteTxn,
+                                            pad_params)
+from miro_edge.utils.atomic import fsync_dir
+
+logger = logging.getLogger(__name__)
+
+DB_NAME = "samples.sqlite3"
+_COLS = "id, split, label, ord, task_id, crc, meta, payload"
+_SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 11, 13, 26
+_OPTIONS = {
+    "cache_kib": "page cache per connection in KiB (default 8192)",
+    "mmap_bytes": "bytes of the file SQLite may memory-map for reads (default 0: off)",
+    "busy_timeout_s": "seconds to wait for another process's write lock (default 30)",
+    "max_page_count": "cap on database pages; used to simulate a full disk in tests",
+}
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS info(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS classes(split INTEGER NOT NULL, label INTEGER NOT NULL, "
+    "count INTEGER NOT NULL, PRIMARY KEY(split, label)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS records(id INTEGER PRIMARY KEY, split INTEGER NOT NULL, "
+    "label INTEGER NOT NULL, ord INTEGER NOT NULL, task_id INTEGER NOT NULL, crc INTEGER NOT NULL, "
+    "meta BLOB, payload BLOB NOT NULL)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS records_by_class ON records(split, label, ord)",
+)
+
+
+def _code(exc: BaseException) -> Optional[int]:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    return None if code is None else int(code) & 0xFF
+
+
+def _is_full(exc: BaseException) -> bool:
+    return _code(exc) == _SQLITE_FULL or "disk is full" in str(exc)
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    text = str(exc)
+    return _code(exc) in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or "malformed" in text or "not a database" in text
+
+
+def map_error(exc: sqlite3.Error, path: Path, what: str) -> StoreError:
+    """Turn an engine error into the store's exception family, naming the fix."""
+    if _is_full(exc):
+        return StoreFullError(
+            "{} failed: the disk holding {} is full ({}); nothing from this call was stored. Free "
+            "space or set a quota (quota_bytes / quota_samples) and retry".format(what, path, exc))
+    if _is_corrupt(exc):
+        return CorruptRecordError(
+            "{} failed: SQLite reports damage in {} ({}); run SampleStore.verify() to list the bad "
+            "records and restore the store from a backup if the index itself is damaged".format(what, path, exc))
+    return StoreError("{} failed on {}: {}".format(what, path, exc))
+
+
+_row = RawRecord._make  # sqlite3 returns int / bytes / None, the types RawRecord holds
+
+
+class _Txn(WriteTxn):
+    """Statements over one connection; the backend opens and closes the transaction around it."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    def info(self) -> Dict[str, str]:
+        return {str(k): str(v) for k, v in self.conn.execute("SELECT key, value FROM info")}
+
+    def counts(self) -> Dict[Tuple[int, int], int]:
+        return {(int(s), int(lab)): int(c) for s, lab, c in self.conn.execute("SELECT split, label, count FROM classes")}
+
+    def count(self, split: int, label: int) -> int:
+        row = self.conn.execute("SELECT count FROM classes WHERE split=? AND label=?", (split, label)).fetchone()
+        return int(row[0]) if row else 0
+
+    def ids_at(self, split: int, label: int, ords: Sequence[int]) -> List[Optional[int]]:
+        if len(ords) == 1:
+            row = self.conn.execute("SELECT id FROM records WHERE split=? AND label=? AND ord=?",
+                                    (split, label, int(ords[0]))).fetchone()
+            return [int(row[0]) if row else None]
+        found = {}  # type: Dict[int, int]
+        for start in range(0, len(ords), 512):
+            size, params = pad_params([int(o) for o in ords[start:start + 512]])
+            sql = "SELECT ord, id FROM records WHERE split=? AND label=? AND ord IN ({})".format(
+                ",".join("?" * size))
+            found.update((int(o), int(i)) for o, i in self.conn.execute(sql, [split, label] + params))
+        return [found.get(int(o)) for o in ords]
+
+    def records(self, record_ids: Sequence[int]) -> List[Optional[RawRecord]]:
+        try:
+            if len(record_ids) == 1:
+                row = self.conn.execute("SELECT {} FROM records WHERE id=?".format(_COLS),
+                                        (int(record_ids[0]),)).fetchone()
+                return [_row(row) if row else None]
+            found = {}  # type: Dict[int, RawRecord]
+            for start in range(0, len(record_ids), 512):
+                size, params = pad_params([int(i) for i in record_ids[start:start + 512]])
+                sql = "SELECT {} FROM records WHERE id IN ({})".format(_COLS, ",".join("?" * size))
+                for row in self.conn.execute(sql, params):
+                    rec = _row(row)
+                    found[rec.record_id] = rec
+            return [found.get(int(i)) for i in record_ids]
+        except sqlite3.DatabaseError as exc:
+            raise map_error(exc, self.path, "reading records") from exc
+
+    def scan(self, after_id: int, limit: int) -> List[RawRecord]:
+        try:
+            rows = self.conn.execute("SELECT {} FROM records WHERE id>? ORDER BY id LIMIT ?".format(_COLS),
+                                     (int(after_id), int(limit))).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise map_error(exc, self.path, "scanning records") from exc
+        return [_row(r) for r in rows]
+
+    def put_info(self, items: Mapping[str, str]) -> None:
+        self.conn.executemany("INSERT OR REPLACE INTO info(key, value) VALUES (?, ?)",
+                              [(str(k), str(v)) for k, v in items.items()])
+
+    def set_count(self, split: int, label: int, count: int) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO classes(split, label, count) VALUES (?, ?, ?)",
+                          (split, label, count))
+
+    def put_records(self, rows: Sequence[RawRecord]) -> None:
+        self.conn.executemany("INSERT INTO records({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)".format(_COLS), rows)
+
+    def delete_record(self, record_id: int) -> Optional[RawRecord]:
+        row = self.conn.execute("SELECT {} FROM records WHERE id=?".format(_COLS), (int(record_id),)).fetchone()
+        if row is None:
+            return None
+        self.conn.execute("DELETE FROM records WHERE id=?", (int(record_id),))
+        return _row(row)
+
+    def move(self, record_id: int, split: int, label: int, old_ord: int, new_ord: int) -> None:
+        self.conn.execute("UPDATE records SET ord=? WHERE id=?", (int(new_ord), int(record_id)))
+
+
+class _Read(object):
+    """Context manager for a read on one thread's connection (optionally a snapshot)."""
+
+    __slots__ = ("txn", "snapshot")
+
+    def __init__(self, txn: _Txn, snapshot: bool) -> None:
+        self.txn = txn
+        self.snapshot = snapshot
+
+    def __enter__(self) -> _Txn:
+        if self.snapshot:
+            self.txn.conn.execute("BEGIN")
+        return self.txn
+
+    def __exit__(self, *exc: object) -> None:
+        if self.txn.conn.in_transaction:
+            self.txn.conn.execute("ROLLBACK")
+
+
+class _Write(object):
+    __slots__ = ("backend",)
+
+    def __init__(self, backend: "SqliteBackend") -> None:
+        self.backend = backend
+
+    def __enter__(self) -> _Txn:
+        b = self.backend
+        try:
+            b._wconn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise map_error(exc, b.db_path, "starting a write") from exc
+        return b._wtxn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        b = self.backend
+        conn = b._wconn
+        if exc_type is None:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as commit_exc:
+                b._rollback()
+                raise map_error(commit_exc, b.db_path, "committing") from commit_exc
+            if not b._dir_synced:  # SQLite syncs the directory for a new WAL too; once more is cheap
+                fsync_dir(b.path)
+                b._dir_synced = True
+            return False
+        b._rollback()
+        if isinstance(exc, sqlite3.Error):
+            raise map_error(exc, b.db_path, "writing") from exc
+        if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:  # ENOSPC
+            raise StoreFullError("writing failed: no space left on the disk holding {} ({}); nothing from this "
+                                 "call was stored. Free space or set a quota and retry".format(b.db_path, exc)) from exc
+        return False
+
+
+@STORE_BACKENDS.register("sqlite")
+class SqliteBackend(StoreBackend):
+    """One SQLite database file in WAL mode; one writer connection, one reader per thread."""
+
+    name = "sqlite"
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return (path / DB_NAME).is_file()
+
+    def __init__(self, path: Path, create: bool, options: Mapping[str, Any]) -> None:
+        unknown = sorted(set(options) - set(_OPTIONS))
+        if unknown:
+            raise ConfigError("unknown sqlite store option(s) {}; known: {}".format(
+                ", ".join(unknown), "; ".join("{} ({})".format(k, v) for k, v in sorted(_OPTIONS.items()))))
+        self.path = path
+        self.db_path = path / DB_NAME
+        self._cache_kib = int(options.get("cache_kib", 8192))
+        self._mmap = int(options.get("mmap_bytes", 0))
+        self._timeout = float(options.get("busy_timeout_s", 30.0))
+        self._dir_synced = False
+        if not self.db_path.exists():
+            if not create:
+                raise StoreError("no SQLite store at {}; pass create=True to make one".format(self.db_path))
+            fd = os.open(str(self.db_path), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            try:
+                os.fchmod(fd, 0o600)  # SQLite copies this mode to the -wal and -shm files
+            finally:
+                os.close(fd)
+        self._local = threading.local()
+        self._readers = []  # type: List[sqlite3.Connection]
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        try:
+            self._wconn = self._connect()
+            mode = self._wconn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError("SQLite refused WAL mode on {} (got {!r}); the store needs a local "
+                                 "filesystem that supports shared memory (not NFS)".format(self.db_path, mode))
+            self._wconn.execute("PRAGMA synchronous=FULL")
+            if "max_page_count" in options:
+                self._wconn.execute("PRAGMA max_page_count={:d}".format(int(options["max_page_count"])))
+            self._wconn.execute("BEGIN IMMEDIATE")
+            for stmt in _SCHEMA:
+                self._wconn.execute(stmt)
+            self._wconn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.close()
+            raise map_error(exc, self.db_path, "opening the store") from exc
+        self._wtxn = _Txn(self._wconn, self.db_path)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.db_path), timeout=self._timeout, isolation_level=None,
+                               check_same_thread=False, cached_statements=64)
+        conn.execute("PRAGMA cache_size=-{:d}".format(self._cache_kib))
+        if self._mmap:
+            conn.execute("PRAGMA mmap_size={:d}".format(self._mmap))
+        return conn
+
+    def _reader(self) -> _Txn:
+        txn = getattr(self._local, "txn", None)
+        if txn is None:
+            if self._closed:
+                raise StoreError("the store at {} is closed".format(self.path))
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=ON")
+            with self._readers_lock:
+                self._readers.append(conn)
+            txn = _Txn(conn, self.db_path)
+            self._local.txn = txn
+        return txn
+
+    def _rollback(self) -> None:
+        if self._wconn.in_transaction:
+            try:
+                self._wconn.execute("ROLLBACK")
+            except sqlite3.Error:  # SQLite may already have rolled back (SQLITE_FULL, IOERR)
+                logger.debug("rollback after a failed write reported an error", exc_info=True)
+
+    def read(self, snapshot: bool = True) -> _Read:  # type: ignore[override]
+        return _Read(self._reader(), snapshot)
+
+    def write(self) -> _Write:  # type: ignore[override]
+        return _Write(self)
+
+    def files(self) -> List[Path]:
+        return [p for p in (self.db_path, Path(str(self.db_path) + "-wal"), Path(str(self.db_path) + "-shm"))
+                if p.exists()]
+
+    def settings(self) -> Dict[str, Any]:
+        conn = self._wconn
+        return {
+            "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
+            "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(
+                conn.execute("PRAGMA synchronous").fetchone()[0]),
+            "page_size": conn.execute("PRAGMA page_size").fetchone()[0],
+            "sqlite_version": sqlite3.sqlite_version,
+        }
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
+        wconn = getattr(self, "_wconn", None)
+        if wconn is not None:
+            wconn.close()  # the last connection to close checkpoints the WAL into the main file
