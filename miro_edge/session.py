@@ -30,6 +30,7 @@ from miro_edge.train.callbacks import SwapCallback, TrainCallback, WorkCounterCa
 from miro_edge.train.checkpoint import save_checkpoint
 from miro_edge.train.metrics import AccuracyMatrix
 from miro_edge.train.models import create_model
+from miro_edge.utils.memory import release_memory
 from miro_edge.train.trainer import FitReport, IncrementalTrainer, TrainConfig, accuracy
 
 logger = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ class Session:
         self.em_size, self.sb_size = em_size, sb_size
         report = self.em.rebalance(self.em_capacity(em_size, old_classes), old_classes, self.store, self.rng)
         dropped = self.sb.resize(sb_size) if sb_size is not None and sb_size < len(self.sb) else 0
+        release_memory()
         self.recorder.record("apply", task_id=task_id, em_size=len(self.em), sb_size=len(self.sb),
                              evicted=report.evicted, refilled=report.refilled, sb_dropped=dropped, reason=why)
 
@@ -212,8 +214,8 @@ class Session:
             return None
         result = self.controller.profile(task.task_id, self.model, self.em, tx, ty, self.store, old_classes,
                                          self.config.memory.swap.swap_ratio)
-        cand = result.choice.candidate
-        self.apply(task.task_id, cand.em_size, cand.sb_size, old_classes, result.choice.reason)
+        cand = result.candidate
+        self.apply(task.task_id, cand.em_size, cand.sb_size, old_classes, result.reason)
         return result
 
     def run_task(self, task: Task) -> TaskResult:

@@ -42,7 +42,8 @@ class SwapWindowStats(Protocol):
 class SwapAdapterConfig:
     """Budgets for swap I/O and how fast the ratio backs off and recovers."""
 
-    max_backlog: int = field(64, help="pending swap requests above which a window counts as congested")
+    max_backlog: int = field(16, help="pending swap requests above which a window counts as congested "
+                                      "(keep it below memory.swap.max_backlog, the queue's bound)")
     max_read_latency_s: float = field(0.05, help="p95 store read latency above which a window is congested")
     congested_windows: int = field(3, help="consecutive congested windows before the ratio halves")
     clear_windows: int = field(2, help="consecutive calm windows before the ratio starts to recover")
@@ -105,7 +106,7 @@ class SwapRatioAdapter:
         if stats.backlog < 0 or stats.swaps_done < 0:
             raise InputError("swap stats must be >= 0, got backlog={} swaps_done={}".format(
                 stats.backlog, stats.swaps_done))
-        latency_known = stats.swaps_done > 0 and math.isfinite(stats.latency_p95_s)
+        latency_known = math.isfinite(stats.latency_p95_s) and (stats.swaps_done > 0 or stats.latency_p95_s > 0)
         if stats.backlog > cfg.max_backlog or (latency_known and stats.latency_p95_s > cfg.max_read_latency_s):
             return "congested"
         calm_backlog = stats.backlog <= cfg.clear_fraction * cfg.max_backlog

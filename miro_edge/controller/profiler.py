@@ -26,7 +26,8 @@ from miro_edge.controller.adapt import BudgetDecision, MemoryBudgetAdapter, Swap
 from miro_edge.controller.grid import Candidate, GridConfig, GridInputs, build_grid, describe_grid, max_fit
 from miro_edge.controller.idle import IdleGate, IdlePolicy, IdlePolicyConfig
 from miro_edge.controller.report import ChoiceEvent, SwapRatioEvent, TrialEvent
-from miro_edge.controller.scorer import Choice, ScorerConfig, Trial, TrialStatus, create_scorer
+from miro_edge.controller.scorer import (Choice, NoViableCandidateError, ScorerConfig, Trial, TrialStatus,
+                                         create_scorer)
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.sb import StreamBuffer
 from miro_edge.memory.swap import SwapConfig, SwapWorker
@@ -103,8 +104,13 @@ def measure_overhead_bytes(model: nn.Module, input_shape: Sequence[int], batch_s
 
 @dataclass(frozen=True)
 class ProfileResult:
+    """The candidate to apply and why; ``choice`` is None when no trial could be scored and the
+    controller fell back to max-fit for the budget."""
+
     task_id: int
-    choice: Choice
+    candidate: Candidate
+    reason: str
+    choice: Optional[Choice]
     trials: List[Trial]
     energy_j: float
     energy_label: str
@@ -169,6 +175,12 @@ class MiroController:
     def profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray, task_y: np.ndarray,
                 store: SampleSource, old_classes: Sequence[int], swap_ratio: float) -> ProfileResult:
         """Try every fitting candidate on copies; return the scorer's choice (live state untouched)."""
+        with torch.random.fork_rng(devices=[]):  # not even the live run's random stream moves
+            return self._profile(task_id, model, em, task_x, task_y, store, old_classes, swap_ratio)
+
+    def _profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray,
+                 task_y: np.ndarray, store: SampleSource, old_classes: Sequence[int],
+                 swap_ratio: float) -> ProfileResult:
         t0 = time.perf_counter()
         self.wait_for_idle()
         new_classes = sorted(set(int(c) for c in np.unique(task_y)))
@@ -183,41 +195,47 @@ class MiroController:
         energy = 0.0
         label = None  # type: Optional[str]
         val_x, val_y = self._validation_slice(store, list(old_classes) + new_classes, task_id)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.train_config.seed + 7919 * task_id)
-            rng = np.random.default_rng(self.train_config.seed + task_id)
-            warm = copy.deepcopy(model)
-            if self.config.warm_start_epochs:
-                warm_sb = self._sb(task_x, task_y, len(task_y), rng)
-                result, _ = self._measured("profile-warm-task-{}".format(task_id), lambda: IncrementalTrainer(
-                    warm, self.train_config).fit(task_id, warm_sb, EpisodicMemory(0, task_x.shape[1:]),
-                                                 epochs=self.config.warm_start_epochs,
-                                                 data_ratio=self.config.data_ratio, callbacks=self._work()))
-                energy += result.energy_j
-                label = result.label
-            for cand in grid.candidates:
-                self.wait_for_idle()
-                trial = self._trial(task_id, cand, warm, task_x, task_y, store, old_classes, new_classes,
-                                    swap_ratio, val_x, val_y, rng)
-                if trial.energy_j:
-                    energy += trial.energy_j
-                    label = trial.energy_source
-                trials.append(trial)
+        torch.manual_seed(self.train_config.seed + 7919 * task_id)
+        rng = np.random.default_rng(self.train_config.seed + task_id)
+        warm = copy.deepcopy(model)
+        if self.config.warm_start_epochs:
+            warm_sb = self._sb(task_x, task_y, len(task_y), rng)
+            result, _ = self._measured("profile-warm-task-{}".format(task_id), lambda: IncrementalTrainer(
+                warm, self.train_config).fit(task_id, warm_sb, EpisodicMemory(0, task_x.shape[1:]),
+                                             epochs=self.config.warm_start_epochs,
+                                             data_ratio=self.config.data_ratio, callbacks=self._work()))
+            energy += result.energy_j
+            label = result.label
+        for cand in grid.candidates:
+            self.wait_for_idle()
+            trial = self._trial(task_id, cand, warm, task_x, task_y, store, old_classes, new_classes,
+                                swap_ratio, val_x, val_y, rng)
+            if trial.energy_j:
+                energy += trial.energy_j
+                label = trial.energy_source
+            trials.append(trial)
         for trial in trials:
             event = TrialEvent.from_trial(task_id, trial)
             self.recorder.record(event.KIND, **event.fields())
-        choice = self.scorer.choose(trials)
-        event = ChoiceEvent.from_choice(task_id, choice)
+        try:
+            choice = self.scorer.choose(trials)  # type: Optional[Choice]
+            candidate, reason = choice.candidate, choice.reason
+            event = ChoiceEvent.from_choice(task_id, choice)
+        except NoViableCandidateError as exc:
+            choice, candidate = None, max_fit(inputs.memory_budget_bytes, inputs, self.config.grid)
+            reason = "{}; applying max-fit {} for this budget".format(exc, candidate.label())
+            logger.warning("task %d: %s", task_id, reason)
+            event = ChoiceEvent(task_id, candidate.em_size, candidate.sb_size, "max_fit_fallback", reason, None)
         self.recorder.record(event.KIND, **event.fields())
         seconds = time.perf_counter() - t0
         self.recorder.record("profile", task_id=task_id, energy_j=energy, energy_label=label, seconds=seconds,
                              candidates=len(grid.candidates), blacklisted=len(grid.blacklisted))
         logger.info("task %d: profiled %d candidates in %.1fs (%.2f J %s): %s", task_id, len(grid.candidates),
-                    seconds, energy, label, choice.reason)
+                    seconds, energy, label, reason)
         self.trials = trials
-        self.current = choice.candidate
+        self.current = candidate
         self.profiled_swap_ratio = swap_ratio
-        return ProfileResult(task_id, choice, trials, energy, label or "estimated", seconds)
+        return ProfileResult(task_id, candidate, reason, choice, trials, energy, label or "estimated", seconds)
 
     def _trial(self, task_id: int, cand: Candidate, warm: nn.Module, task_x: np.ndarray, task_y: np.ndarray,
                store: SampleSource, old_classes: Sequence[int], new_classes: Sequence[int], swap_ratio: float,
@@ -334,6 +352,7 @@ class AdaptCallback(TrainCallback):
         self.worker = worker
         self.adapter = SwapRatioAdapter(controller.config.swap_adapt, worker.swap_ratio) if worker else None
         self.switch = None  # type: Optional[BudgetDecision]
+        self._checked_budget = None  # type: Optional[int]
 
     def before_batch(self, ctx: TaskContext, epoch: int, step: int) -> None:
         self.controller.wait_for_idle()  # pause at the batch boundary, resume where we stopped
@@ -347,7 +366,14 @@ class AdaptCallback(TrainCallback):
                 self.worker.swap_ratio = change.new
                 event = SwapRatioEvent.from_change(self.task_id, change)
                 self.controller.recorder.record(event.KIND, **event.fields())
+        budget = self.controller.budget.bytes()
+        if budget == self._checked_budget:  # decide once per budget value, not every window
+            return
+        self._checked_budget = budget
         decision = self.controller.budget_decision()
+        if decision is not None and decision.candidate is None:
+            self.controller.recorder.record("budget_infeasible", task_id=self.task_id, budget_bytes=budget,
+                                            reason=decision.reason)
         if decision is not None and decision.candidate is not None:
             self.switch = decision
             ctx.stopped = True

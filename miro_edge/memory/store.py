@@ -10,13 +10,11 @@ Per-class draws are uniform and cost O(log N): every class keeps dense ordinals
 eviction fills its holes by moving the class's last ordinals into them. Class counts live in
 the database; nothing per record is held in RAM.
 
-Backends (one module each, registered in ``STORE_BACKENDS``): ``lmdb`` (extra ``lmdb``; the
-default, chosen by ``benches/store_reads.py``, see docs/store.md) and ``sqlite`` (stdlib; used
-for new stores when lmdb is not installed).
+Backends (one module each, registered in ``STORE_BACKENDS``): ``sqlite`` (stdlib; the default,
+chosen with ``benches/store_reads.py``, see docs/store.md) and ``lmdb`` (extra ``lmdb``).
 """
 import dataclasses
 import heapq
-import importlib.util
 import json
 import logging
 import os
@@ -40,8 +38,7 @@ from miro_edge.memory.types import StoredSample
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-DEFAULT_BACKEND = "lmdb"  # decided by benches/store_reads.py; numbers in docs/store.md
-FALLBACK_BACKEND = "sqlite"  # used for new stores when the lmdb extra is not installed
+DEFAULT_BACKEND = "sqlite"  # decided by benches/store_reads.py; numbers and reasons in docs/store.md
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _CRC_HEAD = struct.Struct("<qqqB")
 _NUMERIC_KINDS = "biufc"
@@ -65,8 +62,8 @@ class StoreVersionError(StoreError):
 class StoreConfig:
     """The ``store`` section of the config (the path is given where the store is opened)."""
 
-    backend: Optional[str] = field(None, help="embedded database holding the samples: lmdb or sqlite; null: "
-                                              "the one already at the path, else lmdb if installed, else sqlite")
+    backend: Optional[str] = field(None, help="embedded database holding the samples: sqlite or lmdb; null: "
+                                              "the one already at the path, else sqlite")
     quota_bytes: Optional[int] = field(None, help="cap on stored sample bytes (payload + metadata); "
                                                   "over it, ingest evicts class-balanced")
     quota_samples: Optional[int] = field(None, help="cap on the number of stored samples; over it, "
@@ -102,15 +99,6 @@ class VerifyReport(NamedTuple):
     @property
     def ok(self) -> bool:
         return not self.corrupt_ids and not self.problems
-
-
-def default_backend() -> str:
-    """``DEFAULT_BACKEND`` when its package is installed, else ``FALLBACK_BACKEND`` (stdlib)."""
-    if importlib.util.find_spec(DEFAULT_BACKEND) is not None:
-        return DEFAULT_BACKEND
-    logger.info("the %r package is not installed; new stores use the %r backend (install "
-                "'miro-edge[lmdb]' for faster reads)", DEFAULT_BACKEND, FALLBACK_BACKEND)
-    return FALLBACK_BACKEND
 
 
 def _split_code(split: object) -> int:
@@ -216,7 +204,7 @@ class SampleStore:
                 raise StoreError("no sample store at {}; pass create=True to make one".format(self.path))
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(str(self.path), 0o700)
-        self.backend_name = found or backend or default_backend()
+        self.backend_name = found or backend or DEFAULT_BACKEND
         factory = STORE_BACKENDS.get(self.backend_name)
         self._backend = factory(self.path, create, dict(backend_options or {}))  # type: StoreBackend
         try:

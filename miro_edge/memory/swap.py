@@ -77,6 +77,7 @@ class SwapWorker:
         self._swaps = self._submitted = self._dropped = self._cancelled = self._bytes = 0
         self._counter_lock = threading.Lock()
         self._pending = []  # type: List[np.ndarray]
+        self._inflight_since = None  # type: Optional[float]
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "SwapWorker":
@@ -170,7 +171,11 @@ class SwapWorker:
         if not ids:
             return
         t0 = time.perf_counter()
-        samples = self.store.read_many(ids)
+        self._inflight_since = t0
+        try:
+            samples = self.store.read_many(ids)
+        finally:
+            self._inflight_since = None
         latency = time.perf_counter() - t0
         by_id = {s.record_id: s for s in samples}
         slot_list, xs, ys, rids = [], [], [], []
@@ -202,7 +207,11 @@ class SwapWorker:
         """Stats of the window since the previous call (swaps and latency p95 of that window
         only), then start a new window: what the congestion rule compares with its budgets."""
         with self._counter_lock:
-            stats = self._stats(self._window_swaps, self._window_lat)
+            latencies = list(self._window_lat)
+            since = self._inflight_since
+            if since is not None:  # a read still running counts with its age so far: a stuck
+                latencies.append(time.perf_counter() - since)  # read is visible before it ends
+            stats = self._stats(self._window_swaps, latencies)
             self._window_lat = []
             self._window_swaps = 0
             return stats

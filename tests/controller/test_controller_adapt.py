@@ -52,12 +52,16 @@ def test_interrupted_congestion_does_not_trigger():
     assert adapter.observe(SLOW).new == 0.2  # the third in a row
 
 
-def test_p95_latency_over_budget_is_congestion_but_only_with_fresh_reads():
+def test_p95_latency_over_budget_is_congestion_including_a_read_still_in_flight():
     adapter = SwapRatioAdapter(CFG, profiled_ratio=0.4)
-    stale = Stats(0, 0.2, 0.3, 0)  # no swap completed: the latency figures are old
-    assert run(adapter, [stale] * 5) == [None] * 5
+    idle = Stats(0, 0.2, 0.0, 0)  # a window with no read at all: latency unknown, not congestion
+    assert run(adapter, [idle] * 5) == [None] * 5
     events = run(adapter, [SLOW] * 3)
     assert events[-1] is not None and "p95 0.300 s" in events[-1].reason
+    # the worker's window reports a read still running with its age so far (no swap done yet)
+    stuck = Stats(0, 0.2, 0.3, 0)
+    events = run(SwapRatioAdapter(CFG, profiled_ratio=0.4), [stuck] * 3)
+    assert events[-1] is not None and events[-1].new == 0.2
 
 
 def test_recovers_gradually_after_m_calm_windows_capped_at_profiled():

@@ -169,3 +169,15 @@ def test_window_misuse_is_an_error(tmp_path):
         w = meter.window("w")
         with pytest.raises(MeterStateError):
             w.result
+
+
+def test_watch_requires_an_end_and_yields_new_samples(tmp_path):
+    from miro_edge.energy import watch
+    from miro_edge.errors import InputError
+    make_tx2_tree(tmp_path, TX2_IDLE)
+    with Ina3221Meter(root=str(tmp_path), interval_s=0.01) as meter:
+        with pytest.raises(InputError):
+            next(watch(meter))
+        got = list(watch(meter, count=4))
+    assert len(got) == 4
+    assert all(b.t_s > a.t_s for a, b in zip(got, got[1:]))

@@ -245,18 +245,15 @@ def test_open_errors(tmp_path):
         s.read(0)
 
 
-def test_config_and_default_backend(tmp_path, monkeypatch):
+def test_config_and_default_backend(tmp_path):
     with pytest.raises(ConfigError, match="store.backend"):
         StoreConfig(backend="nope")
     with pytest.raises(ConfigError, match="store.quota_samples"):
         StoreConfig(quota_samples=0)
-    cfg = StoreConfig(quota_samples=5)
-    with SampleStore.from_config(tmp_path / "a", cfg) as s:
-        assert s.backend_name == store_mod.DEFAULT_BACKEND == "lmdb" and s.quota_samples == 5
-    real = store_mod.importlib.util.find_spec
-    monkeypatch.setattr(store_mod.importlib.util, "find_spec", lambda name: None if name == "lmdb" else real(name))
-    with SampleStore(tmp_path / "b") as s:
-        assert s.backend_name == "sqlite"
+    with SampleStore.from_config(tmp_path / "a", StoreConfig(quota_samples=5)) as s:
+        assert s.backend_name == store_mod.DEFAULT_BACKEND == "sqlite" and s.quota_samples == 5
+    with SampleStore.from_config(tmp_path / "b", StoreConfig(backend="lmdb", quota_bytes=100)) as s:
+        assert s.backend_name == "lmdb" and s.quota_bytes == 100
 
 
 def test_import_does_not_load_lmdb():

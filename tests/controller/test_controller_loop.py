@@ -1,0 +1,236 @@
+"""The controller loop on real parts: store, EM, SB, trainer, swap worker, calibrated meter."""
+import dataclasses
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from miro_edge.controller.adapt import SwapAdapterConfig
+from miro_edge.controller.grid import GridConfig
+from miro_edge.controller.profiler import ControllerConfig, MiroController, measure_overhead_bytes
+from miro_edge.controller.scorer import TrialStatus
+from miro_edge.energy import open_meter
+from miro_edge.memory.em import EpisodicMemory
+from miro_edge.memory.sb import StreamBuffer
+from miro_edge.memory.store import SampleStore
+from miro_edge.memory.swap import SwapConfig, SwapWorker
+from miro_edge.recorder import Recorder
+from miro_edge.session import holdout_splits
+from miro_edge.train.callbacks import SwapCallback, TrainCallback
+from miro_edge.train.models import create_model
+from miro_edge.train.trainer import IncrementalTrainer, TrainConfig
+
+SHAPE = (1, 8, 8)
+TRAIN = TrainConfig(model="cnn2d", width=8, epochs=2, batch_size=16, seed=0)
+
+
+def blobs(classes, n=60, seed=0, shape=SHAPE):
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for c in classes:
+        centre = np.zeros(shape, np.float32)
+        centre.reshape(-1)[c::7] = 2.0
+        xs.append(centre + 0.5 * rng.standard_normal((n,) + shape).astype(np.float32))
+        ys.append(np.full(n, c, dtype=np.int64))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A store holding task 0 (classes 0, 1) and task 1 (classes 2, 3), a model trained on task 0
+    and an EM over the old classes: the state at the start of profiling task 1."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    store = SampleStore(tmp_path / "store", sample_shape=SHAPE, dtype=np.float32)
+    x0, y0 = blobs([0, 1], seed=1)
+    x1, y1 = blobs([2, 3], seed=2)
+    store.ingest_batch(x0, y0, 0, splits=holdout_splits(y0, 0.2, rng))
+    splits1 = holdout_splits(y1, 0.2, rng)
+    store.ingest_batch(x1, y1, 1, splits=splits1)
+    model = create_model("cnn2d", SHAPE, 2, width=8)
+    sb = StreamBuffer(len(y0), SHAPE)
+    sb.add(x0, y0)
+    em = EpisodicMemory(0, SHAPE)
+    IncrementalTrainer(model, TRAIN).fit(0, sb, em)
+    em.rebalance(20, [0, 1], store, rng)
+    train1 = np.array([s == "train" for s in splits1])
+    yield store, model, em, sb, x1[train1], y1[train1]
+    store.close()
+
+
+def controller_for(recorder, meter, **overrides):
+    cfg = ControllerConfig(enabled=True, memory_budget_mb=1.0, data_ratio=0.5, trial_epochs=1, val_per_class=10,
+                           grid=GridConfig(em_steps=2, sb_steps=2, min_em_per_class=5, min_sb_size=16),
+                           **overrides)
+    return MiroController(cfg, TRAIN, meter, recorder)
+
+
+def digest_store(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.name.startswith("lock") or f.name.endswith("-shm"):
+            continue  # lock tables, not data
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def state_digest(model, em, sb, store) -> dict:
+    return {
+        "model": {k: v.clone() for k, v in model.state_dict().items()},
+        "em": (em.data.clone(), em.labels.clone(), em.record_ids.copy(), len(em)),
+        "sb": (sb.data.clone(), sb.labels.clone(), len(sb)),
+        "store": (digest_store(store.path), store.class_counts(), store.class_counts("val"), len(store)),
+    }
+
+
+def test_profiling_leaves_live_state_byte_identical_and_records_everything(world):
+    store, model, em, sb, tx, ty = world
+    before = state_digest(model, em, sb, store)
+    torch_rng = torch.get_rng_state()
+    with Recorder() as rec, open_meter("model") as meter:
+        ctl = controller_for(rec, meter)
+        result = ctl.profile(1, model, em, tx, ty, store, [0, 1], swap_ratio=1.0)
+    after = state_digest(model, em, sb, store)
+    for key, value in before["model"].items():
+        assert torch.equal(value, after["model"][key]), key
+    for a, b in zip(before["em"][:2] + before["sb"][:2], after["em"][:2] + after["sb"][:2]):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(before["em"][2], after["em"][2])
+    assert before["store"] == after["store"]
+    assert torch.equal(torch_rng, torch.get_rng_state())
+    ok = [t for t in result.trials if t.status == TrialStatus.OK]
+    assert len(ok) >= 2 and all(t.energy_source == "estimated" and t.energy_j > 0 for t in ok)
+    assert result.choice is not None and result.candidate == result.choice.candidate
+    assert result.candidate in [t.candidate for t in ok]
+    kinds = [e["kind"] for e in rec.events]
+    assert kinds.count("trial") == len(result.trials) and "choice" in kinds and "profile" in kinds
+    assert result.energy_j >= sum(t.energy_j for t in ok)  # warm start included
+
+
+def test_blacklist_degenerate_trials_and_max_fit_fallback(world):
+    store, model, em, sb, tx, ty = world
+    overhead = measure_overhead_bytes(model, SHAPE, TRAIN.batch_size, 4)
+    budget_mb = (overhead + 60 * (64 * 4 + 16)) / 2.0 ** 20  # room for ~60 samples
+    with Recorder() as rec, open_meter("model") as meter:
+        cfg = ControllerConfig(enabled=True, memory_budget_mb=budget_mb, data_ratio=0.05, trial_epochs=1,
+                               val_per_class=5, grid=GridConfig(em_steps=3, sb_steps=2, min_em_per_class=5,
+                                                                min_sb_size=16))
+        ctl = MiroController(cfg, TRAIN, meter, rec)
+        result = ctl.profile(1, model, em, tx, ty, store, [0, 1], swap_ratio=0.0)
+    budget = int(budget_mb * 2 ** 20)
+    statuses = [t.status for t in result.trials]
+    assert TrialStatus.BLACKLISTED in statuses
+    assert all(t.candidate.memory_bytes > budget for t in result.trials if t.status == TrialStatus.BLACKLISTED)
+    # 5% of EM and SB leaves classes without samples: reported as degenerate, never scored
+    assert TrialStatus.DEGENERATE in statuses and TrialStatus.OK not in statuses
+    assert result.choice is None and result.candidate.memory_bytes <= budget
+    event = rec.of_kind("choice")[-1]
+    assert event["scorer"] == "max_fit_fallback" and "degenerate" in event["reason"]
+
+
+class SlowStore:
+    """Wraps the real store and adds read latency on demand (I/O congestion)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.latency_s = 0.0
+        self.sample_shape = store.sample_shape
+        self.dtype = store.dtype
+
+    def class_counts(self, split="train"):
+        return self.store.class_counts(split)
+
+    def sample_ids(self, label, n, rng, split="train"):
+        return self.store.sample_ids(label, n, rng, split)
+
+    def read_many(self, ids):
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        return self.store.read_many(ids)
+
+
+def test_congestion_halves_swap_ratio_and_recovers_when_latency_goes(world):
+    store, model, em, sb, tx, ty = world
+    slow = SlowStore(store)
+    sb1 = StreamBuffer(len(ty), SHAPE)
+    sb1.add(tx, ty)
+
+    class Latency(TrainCallback):  # congested for the first 40 steps, then clear
+        def before_batch(self, ctx, epoch, step):
+            slow.latency_s = 0.03 if ctx.steps_done < 40 else 0.0
+
+    adapt_cfg = SwapAdapterConfig(max_read_latency_s=0.01, congested_windows=2, clear_windows=2, recover_step=0.5)
+    with Recorder() as rec, open_meter("model") as meter:
+        ctl = controller_for(rec, meter, swap_adapt=adapt_cfg, adapt_window_steps=2)
+        with SwapWorker(em, slow, SwapConfig(swap_ratio=1.0, linger_s=0.0, coalesce=1)) as worker:
+            adapt = ctl.training_callback(1, worker)
+            IncrementalTrainer(model, dataclasses.replace(TRAIN, epochs=12, batch_size=8)).fit(
+                1, sb1, em, callbacks=[Latency(), SwapCallback(worker), adapt])
+    changes = [(e["old"], e["new"]) for e in rec.of_kind("swap_ratio")]
+    assert changes, "no swap-ratio change recorded"
+    assert changes[0] == (1.0, 0.5)  # halved first
+    assert min(new for _, new in changes) < 1.0
+    assert changes[-1][1] == 1.0  # recovered to the profiled value once reads were fast again
+    assert all(e["reason"] for e in rec.of_kind("swap_ratio"))
+
+
+def test_memory_budget_drop_mid_task_switches_and_rss_stays_under_budget(tmp_path):
+    """Large samples (48 KB IMU-like windows) so EM and SB dominate the learner's memory; the
+    budget is lowered mid-task: the run switches to a smaller config at a batch boundary, and
+    the process RSS above its warmed-up baseline stays under the new budget."""
+    from miro_edge.config import from_dict
+    from miro_edge.data.sources import ArraySource
+    from miro_edge.data.stream import ClassIncrementalStream
+    from miro_edge.session import Session, SessionConfig
+
+    shape = (4, 3000)
+    x, y = blobs([0, 1, 2, 3], n=400, seed=3, shape=shape)
+    stream = ClassIncrementalStream(ArraySource("big", x, y), 2, seed=0)
+    tasks = list(stream)  # the app's incoming data exists before the learner runs
+    config = from_dict(SessionConfig, {
+        "data": {"dataset": "npz", "classes_per_task": 2},
+        "memory": {"em_size": 500, "swap": {"swap_ratio": 0.0}, "val_fraction": 0.05},
+        "train": {"model": "cnn1d", "width": 4, "epochs": 2, "batch_size": 64},
+        "controller": {"enabled": True, "memory_budget_mb": 512.0, "data_ratio": 0.1, "trial_epochs": 1,
+                       "warm_start_epochs": 0, "adapt_window_steps": 1,
+                       "grid": {"em_steps": 2, "sb_steps": 1, "min_em_per_class": 100, "min_sb_size": 500}}})
+    process = psutil.Process()
+    state = {}
+
+    class DropBudget(TrainCallback):
+        def after_batch(self, ctx, batch):
+            if ctx.task_id == 1 and ctx.steps_done == 2 and "budget" not in state:
+                state["before_mb"] = (process.memory_info().rss - state["base"]) / 2.0 ** 20
+                state["held_before"] = controller.current.memory_bytes
+                per_sample = int(np.prod(shape)) * 4 + 16
+                overhead = controller.current.memory_bytes - per_sample * (
+                    controller.current.em_size + controller.current.sb_size)
+                state["budget"] = overhead + per_sample * 500  # below every profiled candidate
+                controller.set_memory_budget_mb(state["budget"] / 2.0 ** 20)
+
+    class RssProbe(TrainCallback):
+        def before_batch(self, ctx, epoch, step):
+            if "budget" in state and controller.current.memory_bytes <= state["budget"]:
+                state.setdefault("after", []).append(process.memory_info().rss - state["base"])
+
+    with Recorder(tmp_path / "r.jsonl") as rec, open_meter("model") as meter, \
+            SampleStore(tmp_path / "store", sample_shape=shape, dtype=np.float32) as store:
+        controller = MiroController(config.controller, config.train, meter, rec)
+        session = Session(config, store, stream, rec, tmp_path, meter, [DropBudget(), RssProbe()], controller)
+        session.run_task(tasks[0])
+        state["base"] = process.memory_info().rss - session.em.nbytes - session.sb.data.nelement() * 4
+        session.run_task(tasks[1])
+        switches = rec.of_kind("budget_switch")
+        state["held_after"] = controller.current.memory_bytes
+    assert len(switches) == 1, "the budget drop was not acted on"
+    budget = state["budget"]
+    assert switches[0]["memory_bytes"] <= budget and switches[0]["reason"]
+    assert controller.current.memory_bytes <= budget
+    assert session.em.nbytes + session.sb.data.nelement() * 4 <= budget
+    assert state["held_before"] > budget >= state["held_after"]  # EM + SB + overhead really shrank
+    assert state["after"] and max(state["after"]) <= budget, (state["before_mb"], budget / 2.0 ** 20,
+                                                               max(state["after"]) / 2.0 ** 20)
