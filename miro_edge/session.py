@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from miro_edge.config import field, to_dict
-from miro_edge.controller.profiler import ControllerConfig, MiroController, ProfileResult
+from miro_edge.controller.profiler import ControllerConfig, MiroController, ProfileResult, create_controller
 from miro_edge.energy.config import MeterConfig, meter_from_config
 from miro_edge.data.sources import ArraySource, load_source
 from miro_edge.data.stream import ClassIncrementalStream, StreamConfig, Task, stack_tasks
@@ -263,8 +263,8 @@ def run_session(config: SessionConfig, out_dir: Optional[str] = None,
         controller = None
         if config.controller.enabled:
             from miro_edge.energy.resources import ResourceMonitor
-            controller = MiroController(config.controller, config.train, meter, recorder,
-                                        ResourceMonitor().snapshot)
+            controller = create_controller(config.controller, config.train, meter, recorder,
+                                           ResourceMonitor().snapshot)
         session = Session(config, store, stream, recorder, out, meter, extra_callbacks, controller)
         for task in stream:
             result = session.run_task(task)

@@ -35,14 +35,17 @@ from miro_edge.memory.types import SampleSource
 from miro_edge.recorder import Recorder
 from miro_edge.train.callbacks import BatchInfo, SwapCallback, TaskContext, TrainCallback, WorkCounterCallback
 from miro_edge.train.trainer import IncrementalTrainer, TrainConfig, accuracy
+from miro_edge.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
 _MB = 1024.0 * 1024.0
+POLICIES = Registry("controller policy")  # type: Registry[MiroController]
 
 
 @dataclass(frozen=True)
 class ControllerConfig:
-    enabled: bool = field(False, help="profile and choose (EM, SB) per task; off = the fixed memory config")
+    enabled: bool = field(False, help="choose (EM, SB) per task; off = the fixed memory config")
+    policy: str = field("profile", help="'profile' (Miro: profiled cost-effectiveness) or 'max_fit' (baseline)")
     memory_budget_mb: float = field(16.0, help="memory for EM + SB + model/optimizer/activations, in MB")
     follow_available_memory: bool = field(False, help="also cap the budget at a fraction of the memory "
                                                       "the OS reports available (cgroup-aware)")
@@ -52,6 +55,9 @@ class ControllerConfig:
     trial_epochs: int = field(1, help="epochs of each trial")
     warm_start_epochs: int = field(1, help="epochs of the shared warm start on the new task (data_ratio of SB)")
     val_per_class: int = field(20, help="validation samples per class read from the store's held-out slice")
+    trial_energy: str = field("extrapolated", help="'extrapolated': score each candidate by its trial's "
+                              "measured joules per sample-pass (shrunk toward the profile's median) times the "
+                              "sample-passes of its full training; 'raw': by the trial's own joules")
     adapt_window_steps: int = field(4, help="minibatches per window of the swap-congestion and budget checks")
     grid: GridConfig = field(default_factory=GridConfig, help="the candidate grid")
     scorer: ScorerConfig = field(default_factory=ScorerConfig, help="how a candidate is chosen")
@@ -61,12 +67,15 @@ class ControllerConfig:
 
     def __post_init__(self) -> None:
         require(self.memory_budget_mb > 0, "controller.memory_budget_mb", "must be > 0")
+        require(self.policy in POLICIES, "controller.policy", "must be one of {}".format(", ".join(POLICIES.names())))
         require(0 < self.available_memory_fraction <= 1, "controller.available_memory_fraction", "must be in (0, 1]")
         require(self.start_task >= 0, "controller.start_task", "must be >= 0")
         require(0 < self.data_ratio <= 1, "controller.data_ratio", "must be in (0, 1]")
         require(self.trial_epochs >= 1, "controller.trial_epochs", "must be >= 1")
         require(self.warm_start_epochs >= 0, "controller.warm_start_epochs", "must be >= 0")
         require(self.val_per_class >= 1, "controller.val_per_class", "must be >= 1")
+        require(self.trial_energy in ("extrapolated", "raw"), "controller.trial_energy",
+                "must be 'extrapolated' or 'raw'")
         require(self.adapt_window_steps >= 1, "controller.adapt_window_steps", "must be >= 1")
         require(self.idle_poll_s > 0, "controller.idle_poll_s", "must be > 0")
 
@@ -139,6 +148,7 @@ class _Budget:
         return budget
 
 
+@POLICIES.register("profile")
 class MiroController:
     """Chooses (EM, SB) per task by profiled cost-effectiveness and adapts during training."""
 
@@ -156,6 +166,7 @@ class MiroController:
         self.profiled_swap_ratio = 0.0
         self._overhead = None  # type: Optional[int]
         self._inputs = None  # type: Optional[GridInputs]
+        self._passes = {}  # type: Dict[Tuple[int, int], int]
 
     # -- memory model --------------------------------------------------------------------------
     def set_memory_budget_mb(self, mb: Optional[float]) -> None:
@@ -214,6 +225,8 @@ class MiroController:
                 energy += trial.energy_j
                 label = trial.energy_source
             trials.append(trial)
+        if self.config.trial_energy == "extrapolated":
+            trials = self._extrapolate(trials)
         for trial in trials:
             event = TrialEvent.from_trial(task_id, trial)
             self.recorder.record(event.KIND, **event.fields())
@@ -275,7 +288,30 @@ class MiroController:
         if not np.isfinite(acc) or result.energy_j <= 0:
             return Trial(cand, None, None, "none", time.perf_counter() - t0, TrialStatus.DEGENERATE,
                          "no validation samples or no energy measured")
+        self._passes[cand.key] = result.sample_passes
+        self.recorder.record("trial_window", task_id=task_id, em_size=cand.em_size, sb_size=cand.sb_size,
+                             **result.to_dict())
         return Trial(cand, acc, result.energy_j, result.label, time.perf_counter() - t0)
+
+    def _extrapolate(self, trials: List[Trial]) -> List[Trial]:
+        """Replace each ok trial's joules by the joules its full training would take: its measured
+        J per sample-pass (geometric mean with the median over this profile's trials, which damps
+        timing noise of very short trials) times (em_size + sb_size) x epochs. The profiling
+        energy actually spent is accounted separately from the raw windows."""
+        rates = {t.candidate.key: t.energy_j / self._passes[t.candidate.key] for t in trials
+                 if t.status == TrialStatus.OK and self._passes.get(t.candidate.key)}
+        if not rates:
+            return trials
+        pooled = float(np.median(list(rates.values())))
+        out = []
+        for t in trials:
+            rate = rates.get(t.candidate.key)
+            if rate is None:
+                out.append(t)
+                continue
+            passes = (t.candidate.em_size + t.candidate.sb_size) * self.train_config.epochs
+            out.append(dataclasses.replace(t, energy_j=float(np.sqrt(rate * pooled)) * passes))
+        return out
 
     def _measured(self, name: str, fn: Callable[[], Any]) -> Tuple[Any, Any]:
         with self.meter.window(name) as window:
@@ -377,3 +413,31 @@ class AdaptCallback(TrainCallback):
         if decision is not None and decision.candidate is not None:
             self.switch = decision
             ctx.stopped = True
+
+
+@POLICIES.register("max_fit")
+class MaxFitPolicy(MiroController):
+    """The baseline a user gets by giving replay all the memory they have: per task, the largest
+    EM and SB that fit the budget (``grid.max_fit``), no profiling. It adapts to budget drops
+    and I/O congestion exactly like the controller, so comparisons isolate the choice."""
+
+    def profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray, task_y: np.ndarray,
+                store: SampleSource, old_classes: Sequence[int], swap_ratio: float) -> ProfileResult:
+        counts = store.class_counts()
+        new_classes = [int(c) for c in np.unique(task_y)]
+        inputs = self.grid_inputs(model, task_x.shape[1:], {c: counts.get(c, 0) for c in old_classes},
+                                  len(task_y), max(list(old_classes) + new_classes) + 1)
+        self._inputs = inputs
+        candidate = max_fit(inputs.memory_budget_bytes, inputs, self.config.grid)
+        reason = "max-fit: the largest EM and SB within {:.2f} MB".format(inputs.memory_budget_bytes / _MB)
+        event = ChoiceEvent(task_id, candidate.em_size, candidate.sb_size, "max_fit", reason, None)
+        self.recorder.record(event.KIND, **event.fields())
+        self.current = candidate
+        self.profiled_swap_ratio = swap_ratio
+        return ProfileResult(task_id, candidate, reason, None, [], 0.0, self.meter.label, 0.0)
+
+
+def create_controller(config: ControllerConfig, train_config: TrainConfig, meter: Any, recorder: Recorder,
+                      snapshot: Optional[Callable[[], Any]] = None) -> MiroController:
+    """The controller the config's ``policy`` names."""
+    return POLICIES.create(config.policy, config, train_config, meter, recorder, snapshot)

@@ -1,0 +1,121 @@
+"""Cost-effectiveness of the Miro controller against fixed memory configurations, one process.
+
+Per data set (digits: 5 tasks x 2 classes, images; BasicMotions: 2 tasks x 2 activities, IMU),
+every run under the same memory budget (measured fixed overhead + room for N samples):
+- max-fit: per task, the largest EM and SB that fit the budget (all memory given to replay);
+- every fixed grid config (the controller's last grid), and the oracle: the best of them in
+  hindsight by the controller's own rule (top ``cutline`` by final accuracy, then accuracy/J);
+- all data in RAM (ignores the budget: accuracy ceiling, energy worst case); no replay (floor);
+- miro_edge with the controller, profiling energy included in its total.
+Energy comes from the active power meter; on a machine without sensors that is the calibrated
+model and every figure is labelled ``estimated``.
+Metrics (worst case over the data sets): ce_vs_maxfit, acc_drop_vs_maxfit (a fraction),
+ce_vs_oracle, profiler_energy_share.
+"""
+import tempfile
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+from _common import parser, result
+
+from miro_edge.config import from_dict
+from miro_edge.controller.profiler import bytes_per_sample, measure_overhead_bytes
+from miro_edge.controller.scorer import ScorerConfig, Trial, create_scorer
+from miro_edge.controller.grid import Candidate
+from miro_edge.recorder import read_events
+from miro_edge.session import SessionConfig, run_session
+from miro_edge.train.models import create_model
+
+DATASETS = {
+    "digits": {"data": {"dataset": "digits", "classes_per_task": 2}, "shape": (1, 8, 8), "classes": 10,
+               "train": {"model": "cnn2d", "width": 16, "lr": 0.05}, "room_samples": 600},
+    "basic_motions": {"data": {"dataset": "basic_motions", "classes_per_task": 2}, "shape": (6, 50), "classes": 4,
+                      "data_options": {"window_length": 50, "window_stride": 10},
+                      "train": {"model": "cnn1d", "width": 16, "lr": 0.02}, "room_samples": 300},
+}
+CONTROLLER = {"data_ratio": 0.12, "trial_epochs": 2, "warm_start_epochs": 1, "val_per_class": 20,
+              "grid": {"em_steps": 3, "sb_steps": 2, "min_em_per_class": 5, "min_sb_size": 64},
+              "scorer": {"name": "cost_effective", "cutline": 0.5}}
+SWAP = {"swap_ratio": 1.0}
+
+
+def budget_mb(ds: dict) -> float:
+    model = create_model(ds["train"]["model"], ds["shape"], 2, ds["train"]["width"])
+    overhead = measure_overhead_bytes(model, ds["shape"], 32, ds["classes"])
+    return (overhead + ds["room_samples"] * bytes_per_sample(ds["shape"])) / 2.0 ** 20
+
+
+EPOCHS = {"full": 20, "quick": 10}
+
+
+def run(ds: dict, seed: int, memory: dict, controller: dict, epochs: int) -> Tuple[float, float, float, List[dict]]:
+    raw = {"data": dict(ds["data"], seed=seed), "data_options": ds.get("data_options", {}),
+           "train": dict(ds["train"], seed=seed, epochs=epochs), "memory": dict(memory, swap=SWAP),
+           "controller": controller, "energy": {"source": "auto"}}
+    with tempfile.TemporaryDirectory(prefix="miro-ce-") as tmp:
+        res = run_session(from_dict(SessionConfig, raw), out_dir=tmp)
+        events = list(read_events(tmp + "/results.jsonl"))
+    return res.final_average_accuracy, res.energy_j, res.profile_energy_j, events
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    seeds = [0] if args.quick else [0, 1, 2]
+    epochs = EPOCHS["quick" if args.quick else "full"]  # --quick: one seed, half the epochs per task
+    scorer = create_scorer(ScorerConfig(**CONTROLLER["scorer"]))
+    worst = {"ce_vs_maxfit": np.inf, "acc_drop_vs_maxfit": -np.inf, "ce_vs_oracle": np.inf,
+             "profiler_energy_share": -np.inf}
+    label = "estimated"
+    for name, ds in DATASETS.items():
+        budget = budget_mb(ds)
+        ctl = dict(CONTROLLER, enabled=True, memory_budget_mb=budget)
+        rows = {}  # type: Dict[str, List[Tuple[float, float, float]]]
+
+        def add(key: str, out: Tuple[float, float, float, List[dict]]) -> None:
+            rows.setdefault(key, []).append(out[:3])
+
+        for seed in seeds:
+            out = run(ds, seed, {"em_size": 50}, ctl, epochs)
+            add("controller", out)
+            last = max(e["task_id"] for e in out[3] if e["kind"] == "trial")
+            grid = sorted({(e["em_size"], e["sb_size"]) for e in out[3]
+                           if e["kind"] == "trial" and e["task_id"] == last and e["status"] != "blacklisted"})
+            label = next(e["energy_label"] for e in out[3] if e["kind"] == "session_end")
+            add("max_fit", run(ds, seed, {"em_size": 50}, dict(ctl, policy="max_fit"), epochs))
+            add("all_in_ram", run(ds, seed, {"em_size": None, "sb_size": None}, {"enabled": False}, epochs))
+            add("no_replay", run(ds, seed, {"em_size": 0}, {"enabled": False}, epochs))
+            for em, sb in grid:
+                add("fixed em{} sb{}".format(em, sb),
+                    run(ds, seed, {"em_size": em, "sb_size": sb}, {"enabled": False}, epochs))
+        mean = {k: tuple(float(np.mean([r[i] for r in v])) for i in range(3)) for k, v in rows.items()}
+        fixed = [k for k in mean if k.startswith("fixed")]
+        trials = [Trial(Candidate(i, 0, 0), mean[k][0], mean[k][1] + mean[k][2], label, None)
+                  for i, k in enumerate(fixed)]
+        oracle = fixed[scorer.choose(trials).candidate.em_size]
+
+        def ce(key: str) -> float:
+            acc, train_j, prof_j = mean[key]
+            return acc / (train_j + prof_j)
+
+        print("\n{} (budget {:.3f} MB, seeds {}, {} epochs/task, energy {}):".format(name, budget, seeds, epochs, label))
+        print("  {:<22} {:>9} {:>12} {:>12} {:>10}".format("run", "final acc", "energy J", "acc per kJ", "profile %"))
+        for key in ["controller", "max_fit", "all_in_ram", "no_replay"] + fixed:
+            acc, train_j, prof_j = mean[key]
+            tag = key + (" (oracle)" if key == oracle else "")
+            print("  {:<22} {:>9.3f} {:>12.1f} {:>12.3f} {:>10.1f}".format(
+                tag, acc, train_j + prof_j, 1000 * ce(key), 100 * prof_j / (train_j + prof_j)))
+        metrics = {"ce_vs_maxfit": ce("controller") / ce("max_fit"),
+                   "acc_drop_vs_maxfit": mean["max_fit"][0] - mean["controller"][0],
+                   "ce_vs_oracle": ce("controller") / ce(oracle),
+                   "profiler_energy_share": mean["controller"][2] / (mean["controller"][1] + mean["controller"][2])}
+        for key, value in metrics.items():
+            print("  {} {} {:.4f}".format(name, key, value))
+            worst[key] = min(worst[key], value) if key.startswith("ce") else max(worst[key], value)
+    print("\nheadline = worst case over the data sets; energy is {}".format(label))
+    for key, value in worst.items():
+        result(key, round(float(value), 4))
+
+
+if __name__ == "__main__":
+    main()
