@@ -20,6 +20,7 @@ from miro_edge.config import field, to_dict
 from miro_edge.controller.profiler import ControllerConfig, MiroController, ProfileResult, create_controller
 from miro_edge.energy.config import MeterConfig, meter_from_config
 from miro_edge.data.sources import ArraySource, load_source
+from miro_edge.errors import InputError
 from miro_edge.data.stream import ClassIncrementalStream, StreamConfig, Task, stack_tasks
 from miro_edge.memory.config import MemoryConfig
 from miro_edge.memory.em import EpisodicMemory
@@ -96,11 +97,12 @@ def holdout_splits(labels: np.ndarray, fraction: float, rng: np.random.Generator
 
 def open_store(path: Path, source: ArraySource, memory: MemoryConfig) -> Any:
     from miro_edge.memory.store import SampleStore
-    options = {}  # type: Dict[str, Any]
-    if memory.store_backend != "auto":
-        options["backend"] = memory.store_backend
-    return SampleStore(path, sample_shape=source.input_shape, dtype=np.float32,
-                       quota_bytes=memory.quota_bytes, quota_samples=memory.quota_samples, **options)
+    store = SampleStore.from_config(path, memory.store)
+    if store.sample_shape is not None and tuple(store.sample_shape) != source.input_shape:
+        store.close()
+        raise InputError("the store at {} holds samples of shape {}, but data set {} has shape {}; use another "
+                         "out_dir".format(path, tuple(store.sample_shape), source.name, source.input_shape))
+    return store
 
 
 class Session:

@@ -161,6 +161,7 @@ class MiroController:
         self.scorer = create_scorer(config.scorer)
         self.budget = _Budget(config, snapshot)
         self.gate = IdleGate(IdlePolicy(config.idle), snapshot) if config.idle is not None and snapshot else None
+        self.stop = threading.Event()  # set by the app to cancel waiting for an idle window
         self.trials = []  # type: List[Trial]
         self.current = None  # type: Optional[Candidate]
         self.profiled_swap_ratio = 0.0
@@ -343,12 +344,19 @@ class MiroController:
         return np.stack([s.x for s in samples]).astype(np.float32), np.array([s.label for s in samples])
 
     # -- during training -----------------------------------------------------------------------
-    def wait_for_idle(self) -> None:
-        """Block until the idle policy allows work (no-op without a policy)."""
+    def wait_for_idle(self) -> bool:
+        """Block until the idle policy allows work (no-op without a policy). Returns False only
+        when ``stop`` was set while waiting (the app is shutting down)."""
         if self.gate is None:
-            return
-        while not self.gate.wait_until_allowed(poll_s=self.config.idle_poll_s, timeout_s=3600.0).allowed:
-            logger.info("still waiting for an idle window")
+            return True
+        while not self.stop.is_set():
+            result = self.gate.wait_until_allowed(self.stop, poll_s=self.config.idle_poll_s, timeout_s=3600.0)
+            if result.waited_s > 0:
+                self.recorder.record("idle_pause", waited_s=result.waited_s, allowed=result.allowed,
+                                     reason=result.reason)
+            if result.allowed:
+                return True
+        return False
 
     def training_callback(self, task_id: int, worker: Optional[SwapWorker]) -> "AdaptCallback":
         return AdaptCallback(self, task_id, worker)
@@ -391,7 +399,8 @@ class AdaptCallback(TrainCallback):
         self._checked_budget = None  # type: Optional[int]
 
     def before_batch(self, ctx: TaskContext, epoch: int, step: int) -> None:
-        self.controller.wait_for_idle()  # pause at the batch boundary, resume where we stopped
+        if not self.controller.wait_for_idle():  # pause at the batch boundary, resume where we stopped
+            ctx.stopped = True
 
     def after_batch(self, ctx: TaskContext, batch: BatchInfo) -> None:
         if ctx.steps_done % self.controller.config.adapt_window_steps:

@@ -3,6 +3,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from miro_edge.config import field, require
+from miro_edge.memory.store import StoreConfig
 from miro_edge.memory.swap import SwapConfig
 
 
@@ -11,10 +12,8 @@ class MemoryConfig:
     em_size: Optional[int] = field(50, help="EM slots in RAM for old samples; null = every old sample (the ceiling)")
     sb_size: Optional[int] = field(None, help="SB slots for the current task; null = the whole task")
     swap: SwapConfig = field(default_factory=SwapConfig, help="asynchronous swapping between EM and store")
-    store_backend: str = field("auto", help="store backend (auto = existing store's, else the default)")
+    store: StoreConfig = field(default_factory=StoreConfig, help="the disk tier: backend and quotas")
     val_fraction: float = field(0.1, help="fraction of each new class held out in the store for validation")
-    quota_bytes: Optional[int] = field(None, help="store quota in bytes (class-balanced eviction beyond it)")
-    quota_samples: Optional[int] = field(None, help="store quota in samples")
 
     def __post_init__(self) -> None:
         require(self.em_size is None or self.em_size >= 0, "memory.em_size", "must be >= 0 or null")

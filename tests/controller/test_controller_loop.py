@@ -108,7 +108,12 @@ def test_profiling_leaves_live_state_byte_identical_and_records_everything(world
     assert result.candidate in [t.candidate for t in ok]
     kinds = [e["kind"] for e in rec.events]
     assert kinds.count("trial") == len(result.trials) and "choice" in kinds and "profile" in kinds
-    assert result.energy_j >= sum(t.energy_j for t in ok)  # warm start included
+    windows = rec.of_kind("trial_window")
+    assert len(windows) == len(ok) and all(w["label"] == "estimated" for w in windows)
+    assert result.energy_j > sum(w["energy_j"] for w in windows)  # raw trial windows + the warm start
+    # scored energy is extrapolated to each candidate's full training: bigger configs cost more
+    by_size = sorted(ok, key=lambda t: t.candidate.em_size + t.candidate.sb_size)
+    assert by_size[0].energy_j < by_size[-1].energy_j
 
 
 def test_blacklist_degenerate_trials_and_max_fit_fallback(world):
@@ -234,3 +239,46 @@ def test_memory_budget_drop_mid_task_switches_and_rss_stays_under_budget(tmp_pat
     assert state["held_before"] > budget >= state["held_after"]  # EM + SB + overhead really shrank
     assert state["after"] and max(state["after"]) <= budget, (state["before_mb"], budget / 2.0 ** 20,
                                                                max(state["after"]) / 2.0 ** 20)
+
+
+def test_training_pauses_outside_idle_windows_and_resumes_where_it_stopped(world):
+    from types import SimpleNamespace
+
+    from miro_edge.controller.idle import IdlePolicyConfig
+
+    store, model, em, sb, tx, ty = world
+    sb1 = StreamBuffer(len(ty), SHAPE)
+    sb1.add(tx, ty)
+    loads = iter([0.0] * 5 + [0.9] * 4 + [0.0] * 10000)  # the live path gets busy after 5 checks
+    snapshot = lambda: SimpleNamespace(live_load=next(loads), on_external_power=True)  # noqa: E731
+    steps = []
+
+    class Steps(TrainCallback):
+        def after_batch(self, ctx, batch):
+            steps.append((batch.epoch, batch.step))
+
+    with Recorder() as rec, open_meter("model") as meter:
+        cfg = ControllerConfig(enabled=True, idle=IdlePolicyConfig(max_live_load=0.5), idle_poll_s=0.01)
+        ctl = MiroController(cfg, TRAIN, meter, rec, snapshot)
+        report = IncrementalTrainer(model, TRAIN).fit(1, sb1, em, callbacks=[ctl.training_callback(1, None), Steps()])
+    assert ctl.gate.pauses == 1 and rec.of_kind("idle_pause")
+    assert not report.interrupted and report.epochs_completed == TRAIN.epochs
+    # every minibatch of every epoch ran exactly once: the pause lost nothing
+    per_epoch = -(-(len(sb1) + len(em)) // TRAIN.batch_size)
+    assert len(steps) == len(set(steps)) == TRAIN.epochs * per_epoch
+
+
+def test_stop_while_waiting_for_idle_ends_the_fit_cleanly(world):
+    from types import SimpleNamespace
+
+    from miro_edge.controller.idle import IdlePolicyConfig
+
+    store, model, em, sb, tx, ty = world
+    busy = lambda: SimpleNamespace(live_load=1.0, on_external_power=True)  # noqa: E731
+    with Recorder() as rec, open_meter("model") as meter:
+        ctl = MiroController(ControllerConfig(enabled=True, idle=IdlePolicyConfig(max_live_load=0.5),
+                                              idle_poll_s=0.01), TRAIN, meter, rec, busy)
+        import threading
+        threading.Timer(0.2, ctl.stop.set).start()
+        report = IncrementalTrainer(model, TRAIN).fit(1, sb, em, callbacks=[ctl.training_callback(1, None)])
+    assert report.interrupted and report.steps == 0
