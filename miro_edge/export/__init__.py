@@ -11,8 +11,7 @@ Modules (each importable without onnx, onnxruntime or tensorrt installed):
 
 Names below are loaded on first use, so ``import miro_edge.export`` stays cheap.
 """
-import importlib
-from typing import Any
+from miro_edge.utils.lazy import lazy_getattr
 
 _EXPORTS = {
     "TargetProfile": "targets", "TARGETS": "targets", "get_target": "targets",
@@ -32,8 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError("module 'miro_edge.export' has no attribute {!r}".format(name))
-    return getattr(importlib.import_module("miro_edge.export." + module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

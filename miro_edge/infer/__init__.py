@@ -9,8 +9,7 @@
 
 Names below are loaded on first use, so ``import miro_edge.infer`` imports no optional dependency.
 """
-import importlib
-from typing import Any
+from miro_edge.utils.lazy import lazy_getattr
 
 _EXPORTS = {
     "InferenceEngine": "base", "EngineOptions": "base", "ENGINES": "base", "create_engine": "base",
@@ -19,7 +18,7 @@ _EXPORTS = {
     "TorchEngine": "torch_engine", "TrtEngine": "trt_engine",
     "FrameSource": "sources", "SOURCES": "sources", "SyntheticSource": "sources", "VideoSource": "sources",
     "CsvImuSource": "sources", "SocketImuSource": "sources",
-    "HotSwapper": "hotswap", "FixedEngine": "hotswap", "IdleGate": "hotswap",
+    "HotSwapper": "hotswap", "FixedEngine": "hotswap", "FrameGapGate": "hotswap",
     "LiveLoop": "live", "LiveConfig": "live", "LiveStats": "live", "Prediction": "live",
     "registry_live_loop": "live",
 }
@@ -27,8 +26,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError("module 'miro_edge.infer' has no attribute {!r}".format(name))
-    return getattr(importlib.import_module("miro_edge.infer." + module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -3,7 +3,7 @@
 The loop calls ``poll(frame_index)`` after every frame (a ``stat`` of the pointer file every
 ``poll_every_frames`` frames or ``poll_interval_s`` seconds) and ``engine()`` before every frame.
 When the pointer changes, a loader thread verifies the new version's sha256, opens its engine and
-warms it up, doing each step right after a frame finished (``IdleGate``) so its CPU and GIL use
+warms it up, doing each step right after a frame finished (``FrameGapGate``) so its CPU and GIL use
 falls in the gap before the next frame. The finished engine is published to the loop with one
 reference assignment; the old engine is closed on the loader thread.
 """
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 _CLOSE_RETIRED = -1  # worker request: close engines swapped out
 
 
-class IdleGate:
+class FrameGapGate:
     """Lets a background thread start each slice of work right after the loop finished a frame."""
 
     def __init__(self, max_wait_s: float = 0.1) -> None:
@@ -64,7 +64,7 @@ class FixedEngine:
         self.version = version
         self.events = []  # type: List[SwapEvent]
         self.swap_count = 0
-        self.gate = IdleGate()
+        self.gate = FrameGapGate()
 
     def start(self) -> None:
         self._engine.open()
@@ -89,14 +89,14 @@ class HotSwapper:
 
     def __init__(self, registry: object, engine_name: str = "auto", options: Optional[EngineOptions] = None,
                  poll_every_frames: int = 15, poll_interval_s: Optional[float] = None,
-                 gate: Optional[IdleGate] = None,
+                 gate: Optional[FrameGapGate] = None,
                  loader: Optional[Callable[[int, Callable[[], None]], InferenceEngine]] = None) -> None:
         self.registry = registry
         self.engine_name = engine_name
         self.options = options or EngineOptions()
         self.poll_every_frames = max(1, int(poll_every_frames))
         self.poll_interval_s = poll_interval_s
-        self.gate = gate or IdleGate()
+        self.gate = gate or FrameGapGate()
         self._loader = loader or self._load
         self._engine = None  # type: Optional[InferenceEngine]
         self._pending = None  # type: Optional[InferenceEngine]

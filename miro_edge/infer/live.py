@@ -21,7 +21,7 @@ import numpy as np
 from miro_edge.config import field, require
 from miro_edge.errors import MiroEdgeError
 from miro_edge.infer.base import EngineOptions, InferenceEngine
-from miro_edge.infer.hotswap import FixedEngine, HotSwapper, IdleGate
+from miro_edge.infer.hotswap import FixedEngine, HotSwapper, FrameGapGate
 from miro_edge.infer.sources import FrameSource, source_shape_check
 
 logger = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class LiveLoop:
         self.preprocess = preprocess
         self._ingest = ingest
         self._feedback = None  # type: Optional[FeedbackSink]
-        self.gate = getattr(self.engines, "gate", None) or IdleGate()
+        self.gate = getattr(self.engines, "gate", None) or FrameGapGate()
         self.stats = LiveStats()
         self._opened = False
 

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 from miro_edge.cli import cli
 from miro_edge.export.registry import ModelRegistry
 
-from export_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
+from model_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
 
 
 def test_export_publish_versions_rollback(tmp_path, ckpt_factory):

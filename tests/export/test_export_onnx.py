@@ -11,7 +11,7 @@ from miro_edge.export.parity import ParityConfig, check_parity
 from miro_edge.export.pipeline import export_checkpoint
 from miro_edge.export.targets import TARGETS, get_target
 
-from export_fixtures import SHAPES, ckpt_factory, real_samples  # noqa: F401 (fixture)
+from model_fixtures import SHAPES, ckpt_factory, real_samples  # noqa: F401 (fixture)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

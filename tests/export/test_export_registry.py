@@ -16,7 +16,7 @@ from miro_edge.export.errors import IntegrityError, OnnxModelError, ParityError,
 from miro_edge.export.pipeline import export_and_publish, export_checkpoint, publish_model
 from miro_edge.export.registry import ModelRegistry
 
-from export_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
+from model_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 

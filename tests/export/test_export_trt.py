@@ -15,7 +15,7 @@ from miro_edge.export.pipeline import export_checkpoint
 from miro_edge.export.trt_api import api_for, parse_trtexec_banner, parse_version
 from miro_edge.export.trt_builder import TrtBuildConfig, onnx_input, plan_build, trtexec_command
 
-from export_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
+from model_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 

@@ -5,7 +5,7 @@ from miro_edge.cli import cli
 from miro_edge.export.pipeline import export_checkpoint, publish_model
 from miro_edge.export.registry import ModelRegistry
 
-from infer_fixtures import ckpt_factory  # noqa: F401 (fixture)
+from model_fixtures import ckpt_factory  # noqa: F401 (fixture)
 
 
 def test_live_command_prints_stats(tmp_path, ckpt_factory):

@@ -10,7 +10,7 @@ from miro_edge.export.pipeline import export_checkpoint
 from miro_edge.infer.base import EngineClosedError, EngineOptions, create_engine, engine_names
 from miro_edge.infer.ort_engine import OrtEngine, select_providers
 
-from infer_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
+from model_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
 
 pytest.importorskip("onnxruntime")
 

@@ -15,7 +15,7 @@ from miro_edge.infer.hotswap import FixedEngine, HotSwapper
 from miro_edge.infer.live import LiveConfig, LiveLoop, registry_live_loop
 from miro_edge.infer.sources import CsvImuSource, SocketImuSource, SyntheticSource, VideoSource, frames, make_source
 
-from infer_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
+from model_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
 
 pytest.importorskip("onnxruntime")
 
