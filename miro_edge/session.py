@@ -7,6 +7,8 @@ evaluate every seen class → checkpoint atomically → record. ``run_session`` 
 """
 import contextlib
 import dataclasses
+import json
+import zlib
 import logging
 import time
 from dataclasses import dataclass
@@ -20,7 +22,8 @@ from miro_edge.config import field, to_dict
 from miro_edge.controller.profiler import ControllerConfig, MiroController, ProfileResult, create_controller
 from miro_edge.energy.config import MeterConfig, meter_from_config
 from miro_edge.data.sources import ArraySource, load_source
-from miro_edge.errors import InputError
+from miro_edge.errors import ConfigError, InputError
+from miro_edge.utils.atomic import atomic_write_json
 from miro_edge.data.stream import ClassIncrementalStream, StreamConfig, Task, stack_tasks
 from miro_edge.memory.config import MemoryConfig
 from miro_edge.memory.em import EpisodicMemory
@@ -28,7 +31,7 @@ from miro_edge.memory.sb import StreamBuffer
 from miro_edge.memory.swap import SwapWorker
 from miro_edge.recorder import Recorder
 from miro_edge.train.callbacks import SwapCallback, TrainCallback, WorkCounterCallback
-from miro_edge.train.checkpoint import save_checkpoint
+from miro_edge.train.checkpoint import model_from_checkpoint, save_checkpoint
 from miro_edge.train.metrics import AccuracyMatrix
 from miro_edge.train.models import create_model
 from miro_edge.utils.memory import release_memory
@@ -121,7 +124,7 @@ class Session:
         self.controller = controller
         seed = config.train.seed
         torch.manual_seed(seed)
-        self.rng = np.random.default_rng(seed)
+        self._task_seed = [seed, -1]
         shape = stream.input_shape
         self.model = create_model(config.train.model, shape, stream.classes_per_task, config.train.width)
         self.trainer = IncrementalTrainer(self.model, config.train, extra_callbacks)
@@ -132,11 +135,32 @@ class Session:
         self.swap_ratio = config.memory.swap.swap_ratio
         self.matrix = AccuracyMatrix()
         self.seen = []  # type: List[Task]
+        self.resume = ResumeState(out_dir / "state.json", to_dict(config))
 
     # -- phases of one update cycle ----------------------------------------------------------
+    def begin_task(self, task_id: int) -> None:
+        """Seed every random stream from (seed, task): a resumed run repeats a task exactly."""
+        seed = self.config.train.seed
+        self._task_seed = [seed, task_id]
+        torch.manual_seed(seed * 100003 + task_id)
+        self.trainer.reseed([seed, task_id, 1])
+
+    def rng(self, purpose: str) -> np.random.Generator:
+        """An independent random stream per task and purpose, so skipping a step on resume (an
+        ingest already committed) leaves every other step's randomness unchanged."""
+        return np.random.default_rng(self._task_seed + [zlib.crc32(purpose.encode())])
+
     def ingest(self, task: Task) -> List[str]:
-        splits = holdout_splits(task.y_train, self.config.memory.val_fraction, self.rng)
-        self.store.ingest_batch(task.x_train, task.y_train, task.task_id, splits=splits)
+        """Store the task durably; after a power cut, a task the store already committed is
+        recognised (its first record id is present) and never ingested twice."""
+        splits = self.resume.committed_splits(task.task_id, self.store)
+        if splits is not None:
+            logger.info("task %d was ingested before the restart; not ingesting again", task.task_id)
+            return splits
+        splits = holdout_splits(task.y_train, self.config.memory.val_fraction, self.rng("holdout"))
+        self.resume.save_pending_ingest(task.task_id, splits)
+        ids = self.store.ingest_batch(task.x_train, task.y_train, task.task_id, splits=splits)
+        self.resume.save_committed(int(ids[-1]) + 1 if len(ids) else self.resume.next_id)
         return splits
 
     def fill_sb(self, task: Task, splits: Sequence[str], sb_size: Optional[int]) -> None:
@@ -144,7 +168,7 @@ class Session:
         x, y = task.x_train[train], task.y_train[train]
         capacity = max(1, sb_size if sb_size is not None else len(y))
         self.sb = StreamBuffer(capacity, self.stream.input_shape, np.random.default_rng(self.config.train.seed + task.task_id))
-        order = self.rng.permutation(len(y))
+        order = self.rng("sb").permutation(len(y))
         self.sb.add(x[order], y[order])
 
     def em_capacity(self, em_size: Optional[int], classes: Sequence[int]) -> int:
@@ -157,7 +181,8 @@ class Session:
               why: str) -> None:
         """Resize EM (class-balanced; evicted samples stay in the store) and SB to a new config."""
         self.em_size, self.sb_size = em_size, sb_size
-        report = self.em.rebalance(self.em_capacity(em_size, old_classes), old_classes, self.store, self.rng)
+        report = self.em.rebalance(self.em_capacity(em_size, old_classes), old_classes, self.store,
+                                   self.rng("apply"))
         dropped = self.sb.resize(sb_size) if sb_size is not None and sb_size < len(self.sb) else 0
         release_memory()
         self.recorder.record("apply", task_id=task_id, em_size=len(self.em), sb_size=len(self.sb),
@@ -205,7 +230,7 @@ class Session:
 
     def update_em(self, task: Task) -> None:
         classes = sorted(set(c for t in self.seen for c in t.classes))
-        report = self.em.rebalance(self.em_capacity(self.em_size, classes), classes, self.store, self.rng)
+        report = self.em.rebalance(self.em_capacity(self.em_size, classes), classes, self.store, self.rng("em"))
         self.recorder.record("em_update", task_id=task.task_id, **dataclasses.asdict(report))
 
     def evaluate(self) -> List[float]:
@@ -221,6 +246,7 @@ class Session:
         return result
 
     def run_task(self, task: Task) -> TaskResult:
+        self.begin_task(task.task_id)
         splits = self.ingest(task)
         old_classes = sorted(set(c for t in self.seen for c in t.classes))
         self.seen.append(task)
@@ -244,7 +270,109 @@ class Session:
                              train_seconds=fit.seconds, sample_passes=fit.sample_passes, swaps_done=swaps,
                              checkpoint=str(ckpt), energy_j=energy.energy_j, energy_label=energy.label,
                              energy_source=energy.source, profile_energy_j=profile_j)
+        self.resume.save_done(self, result)
         return result
+
+    def restore(self) -> Optional[int]:
+        """Continue a run cut short: model from its last checkpoint, EM re-read from the store by
+        record id, metrics so far. Returns the last completed task, or None for a fresh run."""
+        state = self.resume.load()
+        if state is None or state.get("completed") is None:
+            return None
+        done = int(state["completed"])
+        model = model_from_checkpoint(state["checkpoint"])
+        self.model.grow(model.num_classes)
+        self.model.load_state_dict(model.state_dict())
+        ids = [int(i) for i in state["em_record_ids"]]
+        samples = {s.record_id: s for s in self.store.read_many(ids)}
+        kept = [samples[i] for i in ids if i in samples]
+        xs = np.stack([s.x for s in kept]).astype(np.float32) if kept else np.zeros((0,) + self.stream.input_shape,
+                                                                                   np.float32)
+        self.em.restore(int(state["em_capacity"]), xs, np.array([s.label for s in kept], dtype=np.int64),
+                        np.array([s.record_id for s in kept], dtype=np.int64))
+        self.em_size, self.sb_size = state["em_size"], state["sb_size"]
+        for row in state["rows"]:
+            self.matrix.add_row(row)
+        self.seen = [self.stream.task(t) for t in range(done + 1)]
+        self.recorder.record("resume", completed_task=done, em_restored=len(kept), em_missing=len(ids) - len(kept))
+        logger.info("resuming after task %d (EM %d samples re-read from the store)", done, len(kept))
+        return done
+
+
+class ResumeState:
+    """``state.json`` in the run directory, rewritten atomically after each ingest and each task,
+    so a run cut at any instant resumes at the task it was in, without ingesting anything twice."""
+
+    FORMAT = 1
+
+    def __init__(self, path: Path, config: Dict[str, Any]) -> None:
+        self.path = path
+        self.config = config
+        self.state = {"format_version": self.FORMAT, "config": config, "completed": None,
+                      "ingested": None}  # type: Dict[str, Any]
+
+    def load(self) -> Optional[Dict[str, Any]]:
+        if not self.path.is_file():
+            return None
+        try:
+            state = json.loads(self.path.read_text())
+        except ValueError as exc:
+            raise InputError("{} is unreadable ({}); use another out_dir".format(self.path, exc)) from None
+        if state.get("format_version") != self.FORMAT:
+            raise InputError("{} has format {}, this miro_edge writes {}; use another out_dir".format(
+                self.path, state.get("format_version"), self.FORMAT))
+        if json.loads(json.dumps(self.config, default=str)) != state.get("config"):
+            raise ConfigError("{} belongs to a run with a different config; resume it with that config or use "
+                              "another out_dir".format(self.path.parent))
+        self.state = state
+        return state
+
+    @property
+    def next_id(self) -> int:
+        """The store's next record id as of the last committed ingest (ids are arrival indices)."""
+        return int(self.state.get("next_id", 0))
+
+    def committed_splits(self, task_id: int, store: Any) -> Optional[List[str]]:
+        """The splits of ``task_id`` if the store already holds it, else None."""
+        ingested = self.state.get("ingested")
+        if not ingested or ingested["task_id"] != task_id:
+            return None
+        if not ingested["committed"]:
+            from miro_edge.errors import CorruptRecordError, StoreError
+            try:
+                store.read(ingested["first_id"])
+            except CorruptRecordError:
+                pass  # present, though damaged: the commit happened
+            except StoreError:
+                return None  # the cut came before the commit: ingest again
+            self.save_committed(ingested["first_id"] + len(ingested["splits"]))
+        return list(ingested["splits"])
+
+    def save_pending_ingest(self, task_id: int, splits: Sequence[str]) -> None:
+        self.state["ingested"] = {"task_id": task_id, "splits": list(splits), "first_id": self.next_id,
+                                  "committed": False}
+        atomic_write_json(self.path, self.state)
+
+    def save_committed(self, next_id: int) -> None:
+        self.state["next_id"] = next_id
+        self.state["ingested"]["committed"] = True
+        atomic_write_json(self.path, self.state)
+
+    def save_done(self, session: "Session", result: TaskResult) -> None:
+        _, _, rids = session.em.snapshot()
+        totals = self.state.get("totals", {})
+        for key, value in (("energy_j", result.energy_j), ("profile_energy_j", result.profile_energy_j),
+                           ("train_seconds", result.fit.seconds), ("sample_passes", result.fit.sample_passes)):
+            totals[key] = totals.get(key, 0) + value
+        self.state.update({"completed": result.task_id, "checkpoint": result.checkpoint,
+                           "em_record_ids": [int(r) for r in rids], "em_capacity": session.em.capacity,
+                           "em_size": session.em_size, "sb_size": session.sb_size,
+                           "rows": session.matrix.rows, "totals": totals})
+        atomic_write_json(self.path, self.state)
+
+    @property
+    def totals(self) -> Dict[str, float]:
+        return dict(self.state.get("totals", {}))
 
 
 def run_session(config: SessionConfig, out_dir: Optional[str] = None,
@@ -268,17 +396,21 @@ def run_session(config: SessionConfig, out_dir: Optional[str] = None,
             controller = create_controller(config.controller, config.train, meter, recorder,
                                            ResourceMonitor().snapshot)
         session = Session(config, store, stream, recorder, out, meter, extra_callbacks, controller)
+        done = session.restore()
         for task in stream:
+            if done is not None and task.task_id <= done:
+                continue
             result = session.run_task(task)
             results.append(result)
             if on_task is not None:
                 on_task(result)
         summary = session.matrix.summary()
-        label = results[-1].energy_label if results else "estimated"
+        label = results[-1].energy_label if results else meter.label
+        totals = session.resume.totals  # every task of the run, those before a restart included
         final = SessionResult(results, summary["final_average_accuracy"], summary["average_incremental_accuracy"],
-                              summary["forgetting"], session.matrix.rows, sum(r.fit.seconds for r in results),
-                              sum(r.fit.sample_passes for r in results), str(out),
-                              sum(r.energy_j for r in results), sum(r.profile_energy_j for r in results), label)
+                              summary["forgetting"], session.matrix.rows, float(totals.get("train_seconds", 0.0)),
+                              int(totals.get("sample_passes", 0)), str(out), float(totals.get("energy_j", 0.0)),
+                              float(totals.get("profile_energy_j", 0.0)), label)
         recorder.record("session_end", **summary, train_seconds=final.train_seconds, sample_passes=final.sample_passes,
                         energy_j=final.energy_j, profile_energy_j=final.profile_energy_j, energy_label=label)
     return final

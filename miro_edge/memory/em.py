@@ -124,6 +124,12 @@ class EpisodicMemory:
             self.record_ids[n:] = -1
             self._size = n
 
+    def restore(self, capacity: int, xs: np.ndarray, labels: np.ndarray, record_ids: np.ndarray) -> None:
+        """Refill from saved contents (a resumed run re-reads its EM from the store by record id)."""
+        with self._lock:
+            self._alloc(capacity)
+        self._set(xs, labels, record_ids)
+
     def snapshot(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._lock:
             n = self._size

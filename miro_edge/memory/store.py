@@ -108,6 +108,8 @@ def _split_code(split: object) -> int:
 
 
 def _as_int(value: object, what: str, minimum: int = _INT64_MIN) -> int:
+    if type(value) is int and minimum <= value <= _INT64_MAX:  # type: ignore[operator]  # the common case, fast
+        return value  # type: ignore[return-value]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise InputError("{} must be an integer (python int or numpy integer), got {!r} of type {}; map class "
                          "names or other values to integer ids before ingesting".format(
@@ -115,6 +117,21 @@ def _as_int(value: object, what: str, minimum: int = _INT64_MIN) -> int:
     out = int(value)
     if not minimum <= out <= _INT64_MAX:
         raise InputError("{} must be an integer in [{}, 2**63 - 1], got {}".format(what, minimum, out))
+    return out
+
+
+def _as_ints(values: object, what: str) -> List[int]:
+    """``_as_int`` over a sequence (or integer array), with one cheap pass when all are plain ints."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.dtype.itemsize <= 8:
+        out = values.tolist()
+        if values.dtype.kind == "i" or not out or max(out) <= _INT64_MAX:
+            return out
+    out = list(values)  # type: ignore[call-overload]
+    for v in out:
+        if type(v) is not int:
+            return [_as_int(v, what) for v in out]
+    if out and (min(out) < _INT64_MIN or max(out) > _INT64_MAX):
+        return [_as_int(v, what) for v in out]
     return out
 
 
@@ -478,6 +495,53 @@ class SampleStore:
                 break
         return [i for i in ids if i is not None]
 
+    def draw(self, counts: Mapping[int, int], rng: np.random.Generator, split: str = "train") -> List[StoredSample]:
+        """Draw and read random records of several labels in one go: the swap worker's call.
+
+        ``counts`` maps label -> how many; each label gets ``min(n, its record count)`` distinct
+        records, uniformly at random, as ``sample_ids`` + ``read_many`` would give, but with one
+        count query, one read query and one decode pass for all labels. Samples come grouped by
+        label in no promised order; corrupt records are skipped and counted in ``stats``.
+        """
+        self._check_open()
+        code = _split_code(split)
+        wanted = {}  # type: Dict[int, int]
+        for label, n in counts.items():
+            lab = _as_int(label, "label")
+            k = _as_int(n, "count of label {}".format(lab), 0)
+            if k:
+                wanted[lab] = wanted.get(lab, 0) + k
+        if not wanted:
+            return []
+        out, corrupt, missing = [], 0, 0  # type: List[StoredSample], int, int
+        # As in sample_ids: the class counts and the probe are two statements, so a concurrent
+        # eviction in between can empty a slot; then redo both inside one snapshot.
+        for snapshot in (False, True):
+            with self._backend.read(snapshot=snapshot) as txn:
+                have = txn.counts_for(code, list(wanted))
+                plan = [(lab, have[lab], min(k, have[lab])) for lab, k in wanted.items() if lab in have]
+                if not plan:
+                    return []
+                slots = draw_slots(rng, plan)
+                try:
+                    raws = txn.records_at(code, slots)
+                except CorruptRecordError:  # the engine hit a damaged page: isolate it slot by slot
+                    raws = []
+                    for slot in slots:
+                        try:
+                            raws.extend(txn.records_at(code, [slot]))
+                        except CorruptRecordError:
+                            corrupt += 1
+                if len(raws) + corrupt < len(slots) and not snapshot:
+                    corrupt = 0
+                    continue
+                out, bad = self._decode_many(raws)  # inside: a backend may hand out views valid only here
+                corrupt += bad
+                missing = len(slots) - len(raws) - corrupt
+                break
+        self._count_reads(len(out), corrupt, missing)
+        return out
+
     def read(self, record_id: int) -> StoredSample:
         """One record; raises ``RecordNotFoundError`` or ``CorruptRecordError``."""
         self._check_open()
@@ -487,17 +551,20 @@ class SampleStore:
             if raw is None:
                 raise RecordNotFoundError("record {} is not in the store at {} (never ingested, evicted or "
                                           "deleted)".format(rid, self.path))
-            sample = self._decode(raw)  # inside: a backend may hand out views valid only in the txn
-        with self._stats_lock:
-            self.stats.records_read += 1
-        return sample
+            got, _ = self._decode_many([raw])  # inside: a backend may hand out views valid only in the txn
+        if not got:
+            raise CorruptRecordError("record {} in {} failed its checksum; it is not served. Run "
+                                     "SampleStore.verify() and delete() the damaged records".format(rid, self.path))
+        self._count_reads(1, 0, 0)
+        return got[0]
 
     def read_many(self, record_ids: Sequence[int]) -> List[StoredSample]:
         """Records in input order; corrupt and missing ones are skipped and counted in ``stats``."""
         self._check_open()
-        ids = [_as_int(i, "record id") for i in record_ids]
+        ids = _as_ints(record_ids, "record id")
         if not ids:
             return []
+        missing = 0
         with self._backend.read(snapshot=len(ids) > 512) as txn:
             try:
                 raws = txn.records(ids)
@@ -508,42 +575,67 @@ class SampleStore:
                         raws.append(txn.records([rid])[0])
                     except CorruptRecordError:
                         raws.append(RawRecord(rid, -1, 0, 0, 0, 0, None, b""))
-            out, corrupt, missing = [], 0, 0
-            for raw in raws:
-                if raw is None:
-                    missing += 1
-                    continue
-                try:
-                    out.append(self._decode(raw))
-                except CorruptRecordError:
-                    corrupt += 1
-        with self._stats_lock:
-            self.stats.records_read += len(out)
-            self.stats.corrupt_skipped += corrupt
-            self.stats.missing_skipped += missing
+            if None in raws:
+                found = [raw for raw in raws if raw is not None]
+                missing = len(raws) - len(found)
+                raws = found
+            out, corrupt = self._decode_many(raws)  # type: ignore[arg-type]
+        self._count_reads(len(out), corrupt, missing)
         return out
 
-    def _decode(self, raw: RawRecord) -> StoredSample:
-        rid, split, label, _, task_id, crc, meta_b, payload = raw
-        try:  # checksum() inlined: this is the hot path of every read
-            ok = 0 <= split < len(SPLITS) and len(payload) == self._nbytes
-            if ok:
-                head = zlib.crc32(_CRC_HEAD.pack(rid, label, task_id, split))
-                ok = crc == zlib.crc32(payload, head if meta_b is None else zlib.crc32(meta_b, head))
-        except (TypeError, struct.error):  # a damaged row can hold values of the wrong type
-            ok = False
-        meta = None
-        if ok and meta_b is not None:
+    def _count_reads(self, read: int, corrupt: int, missing: int) -> None:
+        with self._stats_lock:
+            stats = self.stats
+            stats.records_read += read
+            stats.corrupt_skipped += corrupt
+            stats.missing_skipped += missing
+
+    def _decode_many(self, raws: Sequence[RawRecord]) -> Tuple[List[StoredSample], int]:
+        """Check and decode records; return the good ones (in order) and how many failed.
+
+        The hot path of every read, written for speed: ``checksum()`` inlined, and the payloads
+        of all good records copied ONCE into one fresh writable buffer whose rows become the
+        samples' arrays (non-overlapping views of it, owned by no database: valid after the
+        transaction, even where the backend handed out views of its memory map).
+        """
+        nbytes, dtype, shape = self._nbytes, self.dtype, self.sample_shape
+        if dtype is None or shape is None:  # records without a layout cannot be served
+            for raw in raws:
+                self._warn_corrupt(raw.record_id)
+            return [], len(raws)
+        crc32, head, loads = zlib.crc32, _CRC_HEAD.pack, json.loads
+        good, metas = [], []  # type: List[RawRecord], List[Optional[Dict[str, Any]]]
+        corrupt = 0
+        for raw in raws:
+            rid, split, label, _, task_id, crc, meta_b, payload = raw
+            meta = None
             try:
-                meta = json.loads(bytes(meta_b).decode("utf-8"))
-            except ValueError:
+                ok = len(payload) == nbytes and (split == 0 or split == 1)
+                if ok:
+                    c = crc32(head(rid, label, task_id, split))
+                    if meta_b is not None:
+                        c = crc32(meta_b, c)
+                    ok = crc == crc32(payload, c)
+                    if ok and meta_b is not None:
+                        meta = loads(bytes(meta_b).decode("utf-8"))
+            except (TypeError, ValueError, struct.error):  # a damaged row can hold values of the wrong type
                 ok = False
-        if not ok or self.dtype is None or self.sample_shape is None:
-            self._warn_corrupt(rid)
-            raise CorruptRecordError("record {} in {} failed its checksum; it is not served. Run "
-                                     "SampleStore.verify() and delete() the damaged records".format(rid, self.path))
-        x = np.frombuffer(payload, dtype=self.dtype).reshape(self.sample_shape).copy()
-        return StoredSample(rid, x, label, task_id, SPLITS[split], meta)
+            if ok:
+                good.append(raw)
+                metas.append(meta)
+            else:
+                self._warn_corrupt(rid)
+                corrupt += 1
+        if not good:
+            return [], corrupt
+        if nbytes:
+            rows = np.frombuffer(bytearray().join([raw.payload for raw in good]), dtype=dtype)
+            rows = rows.reshape((len(good),) + shape)
+        else:
+            rows = np.zeros((len(good),) + shape, dtype=dtype)
+        new, splits = tuple.__new__, SPLITS
+        return [new(StoredSample, (raw.record_id, x, raw.label, raw.task_id, splits[raw.split], meta))
+                for raw, x, meta in zip(good, rows, metas)], corrupt
 
     def _warn_corrupt(self, record_id: int) -> None:
         with self._stats_lock:
@@ -565,11 +657,11 @@ class SampleStore:
                 rows = txn.scan(last, chunk)
                 if not rows:
                     break
+                decoded, bad = self._decode_many(rows)
+                good = {sample.record_id for sample in decoded} if bad else ()
                 for raw in rows:
                     checked += 1
-                    try:
-                        self._decode(raw)
-                    except CorruptRecordError:
+                    if bad and raw.record_id not in good:
                         corrupt.append(raw.record_id)
                         continue
                     acc = seen.setdefault((raw.split, raw.label), [0, 0, -1])
@@ -634,16 +726,41 @@ def distinct_ints(rng: np.random.Generator, count: int, k: int) -> List[int]:
     For small ``k`` this is sequential rejection (each accepted value is uniform over those not yet
     taken), O(k) instead of the O(count) permutation ``Generator.choice`` may do.
     """
-    if k == 1:
-        return [int(rng.integers(count))]
-    if 4 * k > count:
-        return rng.permutation(count)[:k].tolist()
-    out, seen = [], set()  # type: List[int], set
-    while len(out) < k:
-        for v in rng.integers(count, size=k - len(out)).tolist():
-            if v not in seen:
-                seen.add(v)
-                out.append(v)
+    return [o for _, o in draw_slots(rng, [(0, count, k)])]
+
+
+def draw_slots(rng: np.random.Generator, plan: Sequence[Tuple[int, int, int]]) -> List[Tuple[int, int]]:
+    """(label, ord) slots for a plan of (label, count, k): ``k`` distinct uniform ords below ``count``.
+
+    One ``rng.random`` call serves every label of the plan (a ``Generator`` call costs microseconds;
+    a draw of 16 slots over 10 labels made 10 of them). An ordinal is ``floor(u * count)`` for a
+    uniform double ``u`` in [0, 1): uniform up to a relative bias below ``count / 2**53``, and
+    always ``< count`` (for counts below 2**53). Repeats within a label are redrawn (sequential
+    rejection: each accepted value is uniform over those not yet taken); a label asking for more
+    than a quarter of its class takes a permutation instead. Requires ``0 <= k <= count``.
+    """
+    sparse = sum(k for _, count, k in plan if k == 1 or 4 * k <= count)
+    us = rng.random(sparse).tolist() if sparse else []
+    out = []  # type: List[Tuple[int, int]]
+    pos = 0
+    for label, count, k in plan:
+        if k <= 0:
+            continue
+        if k == 1 or 4 * k <= count:
+            ords = [int(u * count) for u in us[pos:pos + k]]
+            pos += k
+            if k > 1 and len(set(ords)) < k:
+                seen = set()  # type: set
+                ords = [o for o in ords if not (o in seen or seen.add(o))]  # type: ignore[func-returns-value]
+                while len(ords) < k:
+                    for u in rng.random(k - len(ords)).tolist():
+                        o = int(u * count)
+                        if o not in seen:
+                            seen.add(o)
+                            ords.append(o)
+        else:
+            ords = rng.permutation(count)[:k].tolist()
+        out.extend((label, o) for o in ords)
     return out
 
 

@@ -71,6 +71,32 @@ class ReadTxn(abc.ABC):
     def scan(self, after_id: int, limit: int) -> List[RawRecord]:
         """Up to ``limit`` rows with id > ``after_id``, in id order (for ``verify``)."""
 
+    # The two calls below serve ``SampleStore.draw`` (the swap worker's hot path). The defaults
+    # are built from the calls above; a backend overrides them when it can do better (SQLite:
+    # one statement each instead of one per label).
+    def counts_for(self, split: int, labels: Sequence[int]) -> Dict[int, int]:
+        """label -> record count for ``labels`` of one split (labels never seen are left out)."""
+        out = {}  # type: Dict[int, int]
+        for label in labels:
+            count = self.count(split, label)
+            if count:
+                out[label] = count
+        return out
+
+    def records_at(self, split: int, slots: Sequence[Tuple[int, int]]) -> List[RawRecord]:
+        """Rows at the (label, ord) ``slots`` of one split; absent slots are left out.
+
+        Rows come in ``slots`` order where the engine allows it; callers must not rely on it.
+        Raises ``CorruptRecordError`` when the engine itself reports a damaged page.
+        """
+        by_label = {}  # type: Dict[int, List[int]]
+        for label, ord_ in slots:
+            by_label.setdefault(label, []).append(ord_)
+        ids = []  # type: List[int]
+        for label, ords in by_label.items():
+            ids.extend(i for i in self.ids_at(split, label, ords) if i is not None)
+        return [r for r in self.records(ids) if r is not None]
+
 
 class WriteTxn(ReadTxn):
     """A read-write transaction; see the module docstring for its durability contract."""

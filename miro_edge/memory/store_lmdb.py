@@ -103,6 +103,21 @@ class _Txn(WriteTxn):
             raise _map_error(exc, self.path, "reading records") from exc
         return out
 
+    def records_at(self, split: int, slots: Sequence[Tuple[int, int]]) -> List[RawRecord]:
+        odb, rdb, get = self.dbs["ords"], self.dbs["records"], self.txn.get
+        pack, unpack = _ORD.pack, _REC.unpack
+        out = []  # type: List[RawRecord]
+        try:
+            for label, ord_ in slots:
+                key = get(pack(split, label, ord_), db=odb)  # the record's key (its packed id)
+                if key is not None:
+                    v = get(key, db=rdb)
+                    if v is not None:
+                        out.append(_decode(unpack(key)[0], v))
+        except _lmdb().Error as exc:
+            raise _map_error(exc, self.path, "reading records") from exc
+        return out
+
     def scan(self, after_id: int, limit: int) -> List[RawRecord]:
         out = []  # type: List[RawRecord]
         try:

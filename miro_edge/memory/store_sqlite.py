@@ -66,6 +66,20 @@ def map_error(exc: sqlite3.Error, path: Path, what: str) -> StoreError:
 
 
 _row = RawRecord._make  # sqlite3 returns int / bytes / None, the types RawRecord holds
+_SLOT_SIZES = (8, 16, 32, 64, 128, 256, 512)  # padded lengths of a records_at statement: few shapes, cache hot
+
+
+def _slots_sql(size: int) -> str:
+    # CROSS JOIN keeps the VALUES list as the outer loop: one probe of records_by_class per slot,
+    # straight to the row (the index stores the rowid), rows in slot order.
+    return ("SELECT r.id, r.split, r.label, r.ord, r.task_id, r.crc, r.meta, r.payload FROM (VALUES {}) AS v "
+            "CROSS JOIN records AS r ON r.split=? AND r.label=v.column1 AND r.ord=v.column2"
+            .format(",".join(["(?,?)"] * size)))
+
+
+_SLOTS_SQL = {size: _slots_sql(size) for size in _SLOT_SIZES}
+_COUNTS_SQL = {size: "SELECT label, count FROM classes WHERE split=? AND label IN ({})".format(",".join("?" * size))
+               for size in (1, 8, 64, 512)}
 
 
 class _Txn(WriteTxn):
@@ -114,6 +128,28 @@ class _Txn(WriteTxn):
             return [found.get(int(i)) for i in record_ids]
         except sqlite3.DatabaseError as exc:
             raise map_error(exc, self.path, "reading records") from exc
+
+    def counts_for(self, split: int, labels: Sequence[int]) -> Dict[int, int]:
+        out = {}  # type: Dict[int, int]
+        for start in range(0, len(labels), 512):
+            size, params = pad_params(labels[start:start + 512])
+            out.update(self.conn.execute(_COUNTS_SQL[size], [split] + params))
+        return {label: count for label, count in out.items() if count > 0}
+
+    def records_at(self, split: int, slots: Sequence[Tuple[int, int]]) -> List[RawRecord]:
+        out = []  # type: List[RawRecord]
+        top = _SLOT_SIZES[-1]
+        try:
+            for start in range(0, len(slots), top):
+                chunk = slots[start:start + top]
+                size = next(s for s in _SLOT_SIZES if s >= len(chunk))
+                params = [v for slot in chunk for v in slot]
+                params += (0, -1) * (size - len(chunk))  # ordinal -1 matches no row
+                params.append(split)
+                out.extend(map(_row, self.conn.execute(_SLOTS_SQL[size], params).fetchall()))
+        except sqlite3.DatabaseError as exc:
+            raise map_error(exc, self.path, "reading records") from exc
+        return out
 
     def scan(self, after_id: int, limit: int) -> List[RawRecord]:
         try:

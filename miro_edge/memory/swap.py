@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Deque, List, Optional, Sequence
+from typing import Callable, Deque, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -162,30 +162,39 @@ class SwapWorker:
             return
         chosen = np.unique(np.concatenate(picked))
         labels = self.em.labels.numpy()[chosen]
-        ids, targets = [], []
-        for label in np.unique(labels):
-            group = chosen[labels == label]
-            drawn = self.store.sample_ids(int(label), len(group), self._rng)
-            ids.extend(drawn)
-            targets.extend(group[: len(drawn)].tolist())
-        if not ids:
-            return
+        groups = {}  # type: Dict[int, List[int]]  # label -> its EM slots to refill, ascending
+        for slot, label in zip(chosen.tolist(), labels.tolist()):
+            groups.setdefault(label, []).append(slot)
+        # A SampleStore draws and reads every label in one call (one transaction, one decode
+        # pass: the least time holding the GIL); any other SampleSource takes ids per label and
+        # one read. Latency is the read (for ``draw``, the draw and the read).
+        draw = getattr(self.store, "draw", None)
+        ids = []  # type: List[int]
+        if draw is None:
+            for label, slots in groups.items():
+                ids.extend(self.store.sample_ids(label, len(slots), self._rng))
+            if not ids:
+                return
         t0 = time.perf_counter()
         self._inflight_since = t0
         try:
-            samples = self.store.read_many(ids)
+            if draw is not None:
+                samples = draw({label: len(slots) for label, slots in groups.items()}, self._rng)
+            else:
+                samples = self.store.read_many(ids)
         finally:
             self._inflight_since = None
         latency = time.perf_counter() - t0
-        by_id = {s.record_id: s for s in samples}
+        for slots in groups.values():
+            slots.reverse()  # pop() below then hands out each label's lowest slots first
         slot_list, xs, ys, rids = [], [], [], []
-        for slot, rid in zip(targets, ids):
-            sample = by_id.get(rid)
-            if sample is not None:
-                slot_list.append(slot)
+        for sample in samples:  # each sample takes the next free slot of its label
+            slots = groups.get(sample.label)
+            if slots:
+                slot_list.append(slots.pop())
                 xs.append(sample.x)
                 ys.append(sample.label)
-                rids.append(rid)
+                rids.append(sample.record_id)
         written = self.em.write_slots(slot_list, xs, ys, rids) if slot_list else 0
         nbytes = sum(x.nbytes for x in xs)
         with self._counter_lock:

@@ -60,6 +60,10 @@ class IncrementalTrainer:
         if config.threads:
             torch.set_num_threads(config.threads)
 
+    def reseed(self, seed: Sequence[int]) -> None:
+        """Restart the minibatch-order stream (per task, so a resumed run repeats it exactly)."""
+        self._rng = np.random.default_rng(list(seed))
+
     def fit(self, task_id: int, sb: StreamBuffer, em: EpisodicMemory, epochs: Optional[int] = None,
             data_ratio: float = 1.0, callbacks: Sequence[TrainCallback] = ()) -> FitReport:
         """Train on SB ∪ EM for ``epochs``; ``data_ratio`` < 1 uses a random fraction of both

@@ -31,6 +31,9 @@ def command(config_path: str, out_dir: Optional[str], seed: Optional[int]) -> No
             result.sb_size, result.swaps_done, result.fit.seconds))
 
     result = run_session(config, out_dir, on_task=progress)
+    skipped = len(result.accuracy_matrix) - len(result.tasks)
+    if skipped:
+        click.echo("  (resumed: tasks 0..{} were already done in {})".format(skipped - 1, result.out_dir))
     click.echo("\naccuracy after each task (rows) on each task's test classes (columns):")
     header = "        " + "".join("  t{:<5}".format(j) for j in range(len(result.accuracy_matrix)))
     click.echo(header)
