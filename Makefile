@@ -28,7 +28,6 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/vermin --target=3.8- --violations --no-tips miro_edge
-	$(VENV)/bin/hadolint docker/jetson/*/Dockerfile
 
 bench: $(STAMP)
 	for b in benches/*.py; do $(PY) $$b --quick || exit 1; done
