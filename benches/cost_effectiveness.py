@@ -75,12 +75,14 @@ def main() -> None:
         def add(key: str, out: Tuple[float, float, float, List[dict]]) -> None:
             rows.setdefault(key, []).append(out[:3])
 
+        grid = []  # type: List[Tuple[int, int]]
         for seed in seeds:
             out = run(ds, seed, {"em_size": 50}, ctl, epochs)
             add("controller", out)
-            last = max(e["task_id"] for e in out[3] if e["kind"] == "trial")
-            grid = sorted({(e["em_size"], e["sb_size"]) for e in out[3]
-                           if e["kind"] == "trial" and e["task_id"] == last and e["status"] != "blacklisted"})
+            if not grid:  # the first seed's last grid: the same fixed configs for every seed
+                last = max(e["task_id"] for e in out[3] if e["kind"] == "trial")
+                grid = sorted({(e["em_size"], e["sb_size"]) for e in out[3]
+                               if e["kind"] == "trial" and e["task_id"] == last and e["status"] != "blacklisted"})
             label = next(e["energy_label"] for e in out[3] if e["kind"] == "session_end")
             add("max_fit", run(ds, seed, {"em_size": 50}, dict(ctl, policy="max_fit"), epochs))
             add("all_in_ram", run(ds, seed, {"em_size": None, "sb_size": None}, {"enabled": False}, epochs))

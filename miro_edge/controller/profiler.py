@@ -28,7 +28,7 @@ from miro_edge.controller.idle import IdleGate, IdlePolicy, IdlePolicyConfig
 from miro_edge.controller.report import ChoiceEvent, SwapRatioEvent, TrialEvent
 from miro_edge.controller.scorer import (Choice, NoViableCandidateError, ScorerConfig, Trial, TrialStatus,
                                          create_scorer)
-from miro_edge.memory.em import EpisodicMemory
+from miro_edge.memory.em import EpisodicMemory, balanced_quota
 from miro_edge.memory.sb import StreamBuffer
 from miro_edge.memory.swap import SwapConfig, SwapWorker
 from miro_edge.memory.types import SampleSource
@@ -254,21 +254,21 @@ class MiroController:
     def _trial(self, task_id: int, cand: Candidate, warm: nn.Module, task_x: np.ndarray, task_y: np.ndarray,
                store: SampleSource, old_classes: Sequence[int], new_classes: Sequence[int], swap_ratio: float,
                val_x: np.ndarray, val_y: np.ndarray, rng: np.random.Generator) -> Trial:
+        # The trial trains on a data_ratio fraction of the candidate's EM and SB, drawn
+        # class-balanced so every class keeps at least one sample (a plain random fraction of a
+        # small EM would silently drop classes and make small candidates look worse).
         ratio = self.config.data_ratio
-        em_used = int(round(cand.em_size * ratio)) if cand.em_size else 0
-        sb_used = max(1, int(round(cand.sb_size * ratio)))
-        if 0 < em_used < len(old_classes) or (cand.em_size and em_used == 0):
+        if cand.em_size and cand.em_size < len(old_classes):
             return Trial(cand, None, None, "none", None, TrialStatus.DEGENERATE,
-                         "data_ratio {} leaves {} EM samples for {} old classes: some classes get no replay".format(
-                             ratio, em_used, len(old_classes)))
-        if sb_used < len(new_classes):
-            return Trial(cand, None, None, "none", None, TrialStatus.DEGENERATE,
-                         "data_ratio {} leaves {} SB samples for {} new classes".format(ratio, sb_used, len(new_classes)))
+                         "EM {} cannot hold one sample of each of the {} old classes".format(
+                             cand.em_size, len(old_classes)))
+        em_used = max(len(old_classes), int(round(cand.em_size * ratio))) if cand.em_size else 0
+        sb_used = max(len(new_classes), int(round(cand.sb_size * ratio)))
         shape = task_x.shape[1:]
         trial_em = EpisodicMemory(0, shape)
-        if cand.em_size:
-            trial_em.rebalance(cand.em_size, old_classes, store, rng)
-        trial_sb = self._sb(task_x, task_y, cand.sb_size, rng)
+        if em_used:
+            trial_em.rebalance(em_used, old_classes, store, rng)
+        trial_sb = self._balanced_sb(task_x, task_y, sb_used, rng)
         model = copy.deepcopy(warm)
         trainer = IncrementalTrainer(model, self.train_config)
         swap = SwapConfig(swap_ratio=swap_ratio)
@@ -281,7 +281,7 @@ class MiroController:
                                                             on_read=self._on_read))
                     callbacks.append(SwapCallback(worker))
                 return trainer.fit(task_id, trial_sb, trial_em, epochs=self.config.trial_epochs,
-                                   data_ratio=ratio, callbacks=callbacks)
+                                   callbacks=callbacks)
 
         t0 = time.perf_counter()
         result, _ = self._measured("trial-task-{}-em{}-sb{}".format(task_id, cand.em_size, cand.sb_size), run)
@@ -324,6 +324,18 @@ class MiroController:
 
     def _on_read(self, nbytes: int) -> None:
         self.meter.add_work(bytes_read=nbytes)
+
+    @staticmethod
+    def _balanced_sb(x: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator) -> StreamBuffer:
+        """An SB of ``size`` samples of the task, class-balanced, random within each class."""
+        labels, counts = np.unique(y, return_counts=True)
+        quota = balanced_quota(size, labels.tolist(), {int(c): int(n) for c, n in zip(labels, counts)})
+        rows = np.concatenate([rng.choice(np.flatnonzero(y == c), size=q, replace=False)
+                               for c, q in quota.items() if q > 0])
+        rows = rng.permutation(rows)
+        sb = StreamBuffer(max(1, len(rows)), x.shape[1:])
+        sb.add(x[rows], y[rows])
+        return sb
 
     @staticmethod
     def _sb(x: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator) -> StreamBuffer:

@@ -23,7 +23,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -31,8 +31,8 @@ import miro_edge
 from miro_edge.config import field, require
 from miro_edge.errors import ConfigError, CorruptRecordError, InputError, StoreError, StoreFullError
 from miro_edge.memory import store_lmdb, store_sqlite  # noqa: F401  (register the backends)
-from miro_edge.memory.store_backend import (INFO_FORMAT_VERSION, SPLITS, STORE_BACKENDS, RawRecord, StoreBackend,
-                                            WriteTxn, detect_backend)
+from miro_edge.memory.store_backend import (INFO_FORMAT_VERSION, SPLITS, STORE_BACKENDS, RawRecord, ReadTxn,
+                                            StoreBackend, WriteTxn, detect_backend)
 from miro_edge.memory.types import StoredSample
 
 logger = logging.getLogger(__name__)
@@ -496,51 +496,50 @@ class SampleStore:
         return [i for i in ids if i is not None]
 
     def draw(self, counts: Mapping[int, int], rng: np.random.Generator, split: str = "train") -> List[StoredSample]:
-        """Draw and read random records of several labels in one go: the swap worker's call.
+        """Draw and read random records of several labels at once: the swap worker's call.
 
         ``counts`` maps label -> how many; each label gets ``min(n, its record count)`` distinct
-        records, uniformly at random, as ``sample_ids`` + ``read_many`` would give, but with one
-        count query, one read query and one decode pass for all labels. Samples come grouped by
-        label in no promised order; corrupt records are skipped and counted in ``stats``.
+        records, a uniform random subset of its class, as ``sample_ids`` + ``read_many`` would
+        give, usually in ONE statement for all labels (the class counts, the ordinal probes and
+        the rows come from one consistent read). Samples come in no promised order (group them by
+        ``label``); corrupt records are skipped and counted in ``stats``.
         """
         self._check_open()
         code = _split_code(split)
         wanted = {}  # type: Dict[int, int]
         for label, n in counts.items():
-            lab = _as_int(label, "label")
-            k = _as_int(n, "count of label {}".format(lab), 0)
-            if k:
-                wanted[lab] = wanted.get(lab, 0) + k
+            if not (type(label) is int and type(n) is int and n >= 0 and _INT64_MIN <= label <= _INT64_MAX):
+                label, n = _as_int(label, "label"), _as_int(n, "count of a label", 0)
+            if n:
+                wanted[label] = wanted.get(label, 0) + n
         if not wanted:
             return []
-        out, corrupt, missing = [], 0, 0  # type: List[StoredSample], int, int
-        # As in sample_ids: the class counts and the probe are two statements, so a concurrent
-        # eviction in between can empty a slot; then redo both inside one snapshot.
-        for snapshot in (False, True):
-            with self._backend.read(snapshot=snapshot) as txn:
-                have = txn.counts_for(code, list(wanted))
-                plan = [(lab, have[lab], min(k, have[lab])) for lab, k in wanted.items() if lab in have]
-                if not plan:
-                    return []
-                slots = draw_slots(rng, plan)
-                try:
-                    raws = txn.records_at(code, slots)
-                except CorruptRecordError:  # the engine hit a damaged page: isolate it slot by slot
-                    raws = []
-                    for slot in slots:
-                        try:
-                            raws.extend(txn.records_at(code, [slot]))
-                        except CorruptRecordError:
-                            corrupt += 1
-                if len(raws) + corrupt < len(slots) and not snapshot:
-                    corrupt = 0
-                    continue
-                out, bad = self._decode_many(raws)  # inside: a backend may hand out views valid only here
-                corrupt += bad
-                missing = len(slots) - len(raws) - corrupt
-                break
+        # Each pick is a uniform double u: the record at ordinal floor(u * count) is a uniform
+        # record of the class. Repeats within a label (likely only in small classes) and labels
+        # asking for more than they hold are settled exactly below.
+        labels = [lab for lab, k in wanted.items() for _ in range(k)]
+        picks = list(zip(labels, rng.random(len(labels)).tolist()))
+        got = self._draw_once(code, wanted, picks, rng, exact=False)
+        if got is None:  # a repeat or a shortfall somewhere: redo in one snapshot, exactly
+            got = self._draw_once(code, wanted, picks, rng, exact=True)
+        out, corrupt, missing = got  # type: ignore[misc]
         self._count_reads(len(out), corrupt, missing)
         return out
+
+    def _draw_once(self, code: int, wanted: Dict[int, int], picks: List[Tuple[int, float]],
+                   rng: np.random.Generator, exact: bool) -> Optional[Tuple[List[StoredSample], int, int]]:
+        """One attempt of ``draw``: (samples, corrupt, missing), or None when not ``exact`` and
+        some label came short (a repeated ordinal, or fewer records than asked)."""
+        with self._backend.read(snapshot=exact) as txn:
+            raws, lost = _isolating(txn.records_at_fractions, code, picks)
+            expected = len(picks)
+            if lost or len(raws) != expected or len({raw.record_id for raw in raws}) != expected:
+                if not exact:
+                    return None
+                raws, more_lost, expected = _top_up(txn, code, wanted, raws, rng)
+                lost += more_lost
+            samples, bad = self._decode_many(raws)  # inside: a backend may hand out views valid only here
+        return samples, lost + bad, max(0, expected - len(raws) - lost)
 
     def read(self, record_id: int) -> StoredSample:
         """One record; raises ``RecordNotFoundError`` or ``CorruptRecordError``."""
@@ -593,49 +592,53 @@ class SampleStore:
     def _decode_many(self, raws: Sequence[RawRecord]) -> Tuple[List[StoredSample], int]:
         """Check and decode records; return the good ones (in order) and how many failed.
 
-        The hot path of every read, written for speed: ``checksum()`` inlined, and the payloads
-        of all good records copied ONCE into one fresh writable buffer whose rows become the
-        samples' arrays (non-overlapping views of it, owned by no database: valid after the
-        transaction, even where the backend handed out views of its memory map).
+        The hot path of every read, written for speed: ``checksum()`` inlined, and all payloads
+        copied ONCE into one fresh writable buffer whose rows become the samples' arrays
+        (non-overlapping views of it, owned by no database: valid after the transaction, even
+        where the backend handed out views of its memory map). A failed record's row is zeroed.
         """
         nbytes, dtype, shape = self._nbytes, self.dtype, self.sample_shape
         if dtype is None or shape is None:  # records without a layout cannot be served
             for raw in raws:
                 self._warn_corrupt(raw.record_id)
             return [], len(raws)
-        crc32, head, loads = zlib.crc32, _CRC_HEAD.pack, json.loads
-        good, metas = [], []  # type: List[RawRecord], List[Optional[Dict[str, Any]]]
+        n = len(raws)
+        if not n:
+            return [], 0
+        try:
+            buf = bytearray().join([raw[7] for raw in raws])  # one copy of every payload, owned by the arrays
+        except TypeError:  # a damaged row holds something else than bytes
+            buf = bytearray()
+        if len(buf) != n * nbytes:  # a damaged payload somewhere: set those records aside first
+            good = [raw for raw in raws if isinstance(raw[7], (bytes, memoryview)) and len(raw[7]) == nbytes]
+            kept = {id(raw) for raw in good}
+            for raw in raws:
+                if id(raw) not in kept:
+                    self._warn_corrupt(raw[0])
+            out, corrupt = self._decode_many(good)
+            return out, corrupt + n - len(good)
+        rows = np.frombuffer(buf, dtype=dtype).reshape((n,) + shape) if nbytes else np.zeros((n,) + shape, dtype)
+        crc32, head, new, splits = zlib.crc32, _CRC_HEAD.pack, tuple.__new__, SPLITS
+        out = []  # type: List[StoredSample]
         corrupt = 0
-        for raw in raws:
+        for raw, x in zip(raws, rows):
             rid, split, label, _, task_id, crc, meta_b, payload = raw
-            meta = None
-            try:
-                ok = len(payload) == nbytes and (split == 0 or split == 1)
-                if ok:
-                    c = crc32(head(rid, label, task_id, split))
-                    if meta_b is not None:
-                        c = crc32(meta_b, c)
-                    ok = crc == crc32(payload, c)
-                    if ok and meta_b is not None:
-                        meta = loads(bytes(meta_b).decode("utf-8"))
+            try:  # checksum() inlined: the hot path of every read
+                if meta_b is None:
+                    if crc == crc32(payload, crc32(head(rid, label, task_id, split))) and (split == 0 or split == 1):
+                        out.append(new(StoredSample, (rid, x, label, task_id, splits[split], None)))
+                        continue
+                elif crc == crc32(payload, crc32(meta_b, crc32(head(rid, label, task_id, split)))) and \
+                        (split == 0 or split == 1):
+                    meta = json.loads(bytes(meta_b).decode("utf-8"))
+                    out.append(new(StoredSample, (rid, x, label, task_id, splits[split], meta)))
+                    continue
             except (TypeError, ValueError, struct.error):  # a damaged row can hold values of the wrong type
-                ok = False
-            if ok:
-                good.append(raw)
-                metas.append(meta)
-            else:
-                self._warn_corrupt(rid)
-                corrupt += 1
-        if not good:
-            return [], corrupt
-        if nbytes:
-            rows = np.frombuffer(bytearray().join([raw.payload for raw in good]), dtype=dtype)
-            rows = rows.reshape((len(good),) + shape)
-        else:
-            rows = np.zeros((len(good),) + shape, dtype=dtype)
-        new, splits = tuple.__new__, SPLITS
-        return [new(StoredSample, (raw.record_id, x, raw.label, raw.task_id, splits[raw.split], meta))
-                for raw, x, meta in zip(good, rows, metas)], corrupt
+                pass
+            x[...] = 0  # never keep a failed record's bytes in a buffer that is handed out
+            self._warn_corrupt(rid)
+            corrupt += 1
+        return out, corrupt
 
     def _warn_corrupt(self, record_id: int) -> None:
         with self._stats_lock:
@@ -721,47 +724,79 @@ class SampleStore:
 
 
 def distinct_ints(rng: np.random.Generator, count: int, k: int) -> List[int]:
-    """``k`` distinct uniform integers in ``[0, count)`` (a uniform random k-subset, in random order).
+    """``k`` distinct uniform integers in ``[0, count)`` (a uniform random k-subset, in random order)."""
+    return _more_ords(rng, count, k, set())
 
-    For small ``k`` this is sequential rejection (each accepted value is uniform over those not yet
-    taken), O(k) instead of the O(count) permutation ``Generator.choice`` may do.
+
+def _more_ords(rng: np.random.Generator, count: int, need: int, taken: set) -> List[int]:
+    """``need`` more distinct ordinals in ``[0, count)`` not in ``taken`` (which this updates).
+
+    Sequential rejection (each accepted value is uniform over those not yet taken), O(need)
+    instead of the O(count) permutation ``Generator.choice`` may do; when more than a quarter
+    of the free values are wanted, a permutation of them. An ordinal is ``floor(u * count)`` for
+    a uniform double ``u`` in [0, 1), as ``draw`` does: one ``rng.random`` call for many values
+    (a Generator call costs microseconds), uniform up to a relative bias below ``count / 2**53``,
+    and always ``< count`` for counts below 2**53.
     """
-    return [o for _, o in draw_slots(rng, [(0, count, k)])]
-
-
-def draw_slots(rng: np.random.Generator, plan: Sequence[Tuple[int, int, int]]) -> List[Tuple[int, int]]:
-    """(label, ord) slots for a plan of (label, count, k): ``k`` distinct uniform ords below ``count``.
-
-    One ``rng.random`` call serves every label of the plan (a ``Generator`` call costs microseconds;
-    a draw of 16 slots over 10 labels made 10 of them). An ordinal is ``floor(u * count)`` for a
-    uniform double ``u`` in [0, 1): uniform up to a relative bias below ``count / 2**53``, and
-    always ``< count`` (for counts below 2**53). Repeats within a label are redrawn (sequential
-    rejection: each accepted value is uniform over those not yet taken); a label asking for more
-    than a quarter of its class takes a permutation instead. Requires ``0 <= k <= count``.
-    """
-    sparse = sum(k for _, count, k in plan if k == 1 or 4 * k <= count)
-    us = rng.random(sparse).tolist() if sparse else []
-    out = []  # type: List[Tuple[int, int]]
-    pos = 0
-    for label, count, k in plan:
-        if k <= 0:
-            continue
-        if k == 1 or 4 * k <= count:
-            ords = [int(u * count) for u in us[pos:pos + k]]
-            pos += k
-            if k > 1 and len(set(ords)) < k:
-                seen = set()  # type: set
-                ords = [o for o in ords if not (o in seen or seen.add(o))]  # type: ignore[func-returns-value]
-                while len(ords) < k:
-                    for u in rng.random(k - len(ords)).tolist():
-                        o = int(u * count)
-                        if o not in seen:
-                            seen.add(o)
-                            ords.append(o)
-        else:
-            ords = rng.permutation(count)[:k].tolist()
-        out.extend((label, o) for o in ords)
+    free = count - len(taken)
+    need = min(need, free)
+    if need <= 0:
+        return []
+    if need > 1 and 4 * need > free:
+        pool = [o for o in range(count) if o not in taken]
+        out = [pool[i] for i in rng.permutation(len(pool))[:need].tolist()]
+        taken.update(out)
+        return out
+    out = []  # type: List[int]
+    while len(out) < need:
+        for u in rng.random(need - len(out)).tolist():
+            o = int(u * count)
+            if o not in taken:
+                taken.add(o)
+                out.append(o)
     return out
+
+
+def _isolating(fetch: Callable[[int, Sequence[Any]], List[RawRecord]], code: int,
+               items: Sequence[Any]) -> Tuple[List[RawRecord], int]:
+    """``fetch(code, items)``; if the engine reports a damaged page, item by item, skipping the
+    ones it cannot read. Returns (rows, unreadable items)."""
+    try:
+        return fetch(code, items), 0
+    except CorruptRecordError:
+        rows, lost = [], 0  # type: List[RawRecord], int
+        for item in items:
+            try:
+                rows.extend(fetch(code, [item]))
+            except CorruptRecordError:
+                lost += 1
+        return rows, lost
+
+
+def _top_up(txn: ReadTxn, code: int, wanted: Mapping[int, int], raws: List[RawRecord],
+            rng: np.random.Generator) -> Tuple[List[RawRecord], int, int]:
+    """Settle a draw exactly inside its snapshot: drop repeated records, then draw each label's
+    missing ordinals by sequential rejection (so each label's result stays a uniform random subset
+    of its class). Returns (rows, unreadable slots, rows expected)."""
+    have = txn.counts_for(code, list(wanted))
+    kept, seen = [], {}  # type: List[RawRecord], Dict[int, set]
+    for raw in raws:
+        taken = seen.setdefault(raw.label, set())
+        if raw.ord not in taken:
+            taken.add(raw.ord)
+            kept.append(raw)
+    slots = []  # type: List[Tuple[int, int]]
+    expected = 0
+    for lab, count in have.items():
+        want = min(wanted[lab], count)
+        expected += want
+        taken = seen.setdefault(lab, set())
+        slots.extend((lab, o) for o in _more_ords(rng, count, want - len(taken), taken))
+    lost = 0
+    if slots:
+        more, lost = _isolating(txn.records_at, code, slots)
+        kept.extend(more)
+    return kept, lost, expected
 
 
 def _water_fill(counts: Mapping[Tuple[int, int], int], incoming: Mapping[Tuple[int, int], int],

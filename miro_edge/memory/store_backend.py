@@ -71,11 +71,11 @@ class ReadTxn(abc.ABC):
     def scan(self, after_id: int, limit: int) -> List[RawRecord]:
         """Up to ``limit`` rows with id > ``after_id``, in id order (for ``verify``)."""
 
-    # The two calls below serve ``SampleStore.draw`` (the swap worker's hot path). The defaults
-    # are built from the calls above; a backend overrides them when it can do better (SQLite:
-    # one statement each instead of one per label).
+    # The calls below serve ``SampleStore.draw`` (the swap worker's hot path). The defaults are
+    # built from the calls above; a backend overrides them when it can do better (SQLite: one
+    # statement instead of one per label).
     def counts_for(self, split: int, labels: Sequence[int]) -> Dict[int, int]:
-        """label -> record count for ``labels`` of one split (labels never seen are left out)."""
+        """label -> record count for ``labels`` of one split (labels without records are left out)."""
         out = {}  # type: Dict[int, int]
         for label in labels:
             count = self.count(split, label)
@@ -86,7 +86,6 @@ class ReadTxn(abc.ABC):
     def records_at(self, split: int, slots: Sequence[Tuple[int, int]]) -> List[RawRecord]:
         """Rows at the (label, ord) ``slots`` of one split; absent slots are left out.
 
-        Rows come in ``slots`` order where the engine allows it; callers must not rely on it.
         Raises ``CorruptRecordError`` when the engine itself reports a damaged page.
         """
         by_label = {}  # type: Dict[int, List[int]]
@@ -97,6 +96,15 @@ class ReadTxn(abc.ABC):
             ids.extend(i for i in self.ids_at(split, label, ords) if i is not None)
         return [r for r in self.records(ids) if r is not None]
 
+    def records_at_fractions(self, split: int, picks: Sequence[Tuple[int, float]]) -> List[RawRecord]:
+        """For each (label, u), 0 <= u < 1: the row at ordinal ``floor(u * count(label))``.
+
+        A uniform ``u`` gives a uniform record of the class, and the count and the probe come
+        from one consistent read (one statement where the engine allows). Labels without records
+        give no row; equal ordinals give the row again. Raises ``CorruptRecordError`` as above.
+        """
+        counts = self.counts_for(split, sorted({label for label, _ in picks}))
+        return self.records_at(split, [(label, int(u * counts[label])) for label, u in picks if label in counts])
 
 class WriteTxn(ReadTxn):
     """A read-write transaction; see the module docstring for its durability contract."""

@@ -66,20 +66,18 @@ def map_error(exc: sqlite3.Error, path: Path, what: str) -> StoreError:
 
 
 _row = RawRecord._make  # sqlite3 returns int / bytes / None, the types RawRecord holds
-_SLOT_SIZES = (8, 16, 32, 64, 128, 256, 512)  # padded lengths of a records_at statement: few shapes, cache hot
-
-
-def _slots_sql(size: int) -> str:
-    # CROSS JOIN keeps the VALUES list as the outer loop: one probe of records_by_class per slot,
-    # straight to the row (the index stores the rowid), rows in slot order.
-    return ("SELECT r.id, r.split, r.label, r.ord, r.task_id, r.crc, r.meta, r.payload FROM (VALUES {}) AS v "
-            "CROSS JOIN records AS r ON r.split=? AND r.label=v.column1 AND r.ord=v.column2"
-            .format(",".join(["(?,?)"] * size)))
-
-
-_SLOTS_SQL = {size: _slots_sql(size) for size in _SLOT_SIZES}
-_COUNTS_SQL = {size: "SELECT label, count FROM classes WHERE split=? AND label IN ({})".format(",".join("?" * size))
-               for size in (1, 8, 64, 512)}
+_SLOT_SIZES = (8, 16, 32, 64, 128, 256, 512)  # padded lengths of a draw statement: few shapes, cache hot
+_REC_COLS = "r.id, r.split, r.label, r.ord, r.task_id, r.crc, r.meta, r.payload"
+# CROSS JOIN keeps the VALUES list as the outer loop: per slot one probe of records_by_class, which
+# stores the rowid, then the row. A slot padded with ordinal (or fraction) -1 matches no row.
+_AT_SQL = {size: "SELECT {} FROM (VALUES {}) AS v CROSS JOIN records AS r ON r.split=? AND r.label=v.column1 "
+                 "AND r.ord=v.column2".format(_REC_COLS, ",".join(["(?,?)"] * size)) for size in _SLOT_SIZES}
+# The same with the class count read in the statement (one consistent read, no snapshot needed):
+# ord = CAST(u * count AS INTEGER), the same IEEE double product and truncation as Python's int(u * count).
+_FRACTION_SQL = {size: "SELECT {} FROM (VALUES {}) AS v CROSS JOIN classes AS c ON c.split=? AND "
+                       "c.label=v.column1 CROSS JOIN records AS r ON r.split=c.split AND r.label=c.label AND "
+                       "r.ord=CAST(v.column2 * c.count AS INTEGER)".format(_REC_COLS, ",".join(["(?,?)"] * size))
+                 for size in _SLOT_SIZES}
 
 
 class _Txn(WriteTxn):
@@ -129,24 +127,24 @@ class _Txn(WriteTxn):
         except sqlite3.DatabaseError as exc:
             raise map_error(exc, self.path, "reading records") from exc
 
-    def counts_for(self, split: int, labels: Sequence[int]) -> Dict[int, int]:
-        out = {}  # type: Dict[int, int]
-        for start in range(0, len(labels), 512):
-            size, params = pad_params(labels[start:start + 512])
-            out.update(self.conn.execute(_COUNTS_SQL[size], [split] + params))
-        return {label: count for label, count in out.items() if count > 0}
-
     def records_at(self, split: int, slots: Sequence[Tuple[int, int]]) -> List[RawRecord]:
+        return self._slot_query(_AT_SQL, split, slots, -1)
+
+    def records_at_fractions(self, split: int, picks: Sequence[Tuple[int, float]]) -> List[RawRecord]:
+        return self._slot_query(_FRACTION_SQL, split, picks, -1.0)
+
+    def _slot_query(self, sqls: Dict[int, str], split: int, slots: Sequence[Tuple[int, Any]],
+                    pad: object) -> List[RawRecord]:
         out = []  # type: List[RawRecord]
         top = _SLOT_SIZES[-1]
         try:
             for start in range(0, len(slots), top):
                 chunk = slots[start:start + top]
                 size = next(s for s in _SLOT_SIZES if s >= len(chunk))
-                params = [v for slot in chunk for v in slot]
-                params += (0, -1) * (size - len(chunk))  # ordinal -1 matches no row
+                params = [v for slot in chunk for v in slot]  # type: List[Any]
+                params += (0, pad) * (size - len(chunk))
                 params.append(split)
-                out.extend(map(_row, self.conn.execute(_SLOTS_SQL[size], params).fetchall()))
+                out.extend(map(_row, self.conn.execute(sqls[size], params).fetchall()))
         except sqlite3.DatabaseError as exc:
             raise map_error(exc, self.path, "reading records") from exc
         return out

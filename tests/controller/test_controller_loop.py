@@ -116,25 +116,45 @@ def test_profiling_leaves_live_state_byte_identical_and_records_everything(world
     assert by_size[0].energy_j < by_size[-1].energy_j
 
 
-def test_blacklist_degenerate_trials_and_max_fit_fallback(world):
+def test_blacklist_degenerate_trials_and_max_fit_fallback(world, tmp_path):
     store, model, em, sb, tx, ty = world
     overhead = measure_overhead_bytes(model, SHAPE, TRAIN.batch_size, 4)
     budget_mb = (overhead + 60 * (64 * 4 + 16)) / 2.0 ** 20  # room for ~60 samples
-    with Recorder() as rec, open_meter("model") as meter:
-        cfg = ControllerConfig(enabled=True, memory_budget_mb=budget_mb, data_ratio=0.05, trial_epochs=1,
-                               val_per_class=5, grid=GridConfig(em_steps=3, sb_steps=2, min_em_per_class=5,
-                                                                min_sb_size=16))
-        ctl = MiroController(cfg, TRAIN, meter, rec)
-        result = ctl.profile(1, model, em, tx, ty, store, [0, 1], swap_ratio=0.0)
+    # a store without a validation slice: no trial can be scored
+    x0, y0 = blobs([0, 1], seed=1)
+    with SampleStore(tmp_path / "noval", sample_shape=SHAPE, dtype=np.float32) as bare:
+        bare.ingest_batch(x0, y0, 0)
+        bare.ingest_batch(tx, ty, 1)
+        with Recorder() as rec, open_meter("model") as meter:
+            cfg = ControllerConfig(enabled=True, memory_budget_mb=budget_mb, data_ratio=0.2, trial_epochs=1,
+                                   val_per_class=5, grid=GridConfig(em_steps=3, sb_steps=2, min_em_per_class=5,
+                                                                    min_sb_size=16))
+            ctl = MiroController(cfg, TRAIN, meter, rec)
+            result = ctl.profile(1, model, em, tx, ty, bare, [0, 1], swap_ratio=0.0)
     budget = int(budget_mb * 2 ** 20)
     statuses = [t.status for t in result.trials]
     assert TrialStatus.BLACKLISTED in statuses
     assert all(t.candidate.memory_bytes > budget for t in result.trials if t.status == TrialStatus.BLACKLISTED)
-    # 5% of EM and SB leaves classes without samples: reported as degenerate, never scored
-    assert TrialStatus.DEGENERATE in statuses and TrialStatus.OK not in statuses
+    assert TrialStatus.DEGENERATE in statuses and TrialStatus.OK not in statuses  # reported, never scored
+    assert all("no validation samples" in t.reason for t in result.trials if t.status == TrialStatus.DEGENERATE)
     assert result.choice is None and result.candidate.memory_bytes <= budget
     event = rec.of_kind("choice")[-1]
     assert event["scorer"] == "max_fit_fallback" and "degenerate" in event["reason"]
+
+
+def test_trial_subsets_keep_every_class(world):
+    store, model, em, sb, tx, ty = world
+    from miro_edge.controller.grid import Candidate
+    with Recorder() as rec, open_meter("model") as meter:
+        ctl = controller_for(rec, meter)
+        val_x, val_y = ctl._validation_slice(store, [0, 1, 2, 3], 1)
+        trial = ctl._trial(1, Candidate(10, 16, 0), model, tx, ty, store, [0, 1], [2, 3], 0.0, val_x, val_y,
+                           np.random.default_rng(0))
+        tiny = ctl._trial(1, Candidate(1, 16, 0), model, tx, ty, store, [0, 1], [2, 3], 0.0, val_x, val_y,
+                          np.random.default_rng(0))
+    # 50% of EM 10 and SB 16: 5 + 8 samples, every class represented, one epoch
+    assert trial.status == TrialStatus.OK and rec.of_kind("trial_window")[-1]["sample_passes"] == 5 + 8
+    assert tiny.status == TrialStatus.DEGENERATE and "one sample of each" in tiny.reason
 
 
 class SlowStore:
