@@ -3,13 +3,15 @@ and read throughput and RAM at 1M records. It is also how the default backend wa
 
 Parts (one run; every baseline is measured in the same run, medians over repeats):
   reads   10k samples of 3 KB (uint8 32x32x3), 10 classes. The *swap* pattern does what the swap
-          worker does: a minibatch of 16 EM slots with random labels, ``sample_ids(label, k)`` per
-          label, then one ``read_many``. The *single* pattern: ``sample_ids(label, 1)`` + ``read``.
+          worker does: a minibatch of 16 EM slots with random labels, one ``draw({label: k})``
+          (random same-class records of every label, read and checksummed). The *ids+read_many*
+          pattern is what the swap worker did before ``draw``: ``sample_ids(label, k)`` per label,
+          then one ``read_many``. The *single* pattern: ``sample_ids(label, 1)`` + ``read``.
           The baseline loads the very same records, in the same order, with ``np.load`` from one
-          .npy file per sample (the reference layout); its draw is free (ids precomputed). Both are
-          page-cache warm (just written; caches cannot be dropped without root). A "cold" line
-          repeats the swap pattern after POSIX_FADV_DONTNEED on every file (the VM host may still
-          cache).
+          .npy file per sample (the reference layout) and pairs each array with its label from an
+          in-RAM list; its draw is free (ids precomputed). Both are page-cache warm (just written;
+          caches cannot be dropped without root). A "cold" line repeats the swap pattern after
+          POSIX_FADV_DONTNEED on every file (the VM host may still cache).
   ingest  durable ``ingest_batch`` of 64 (one fsynced commit per batch) and per-sample ``ingest``,
           vs ``np.save`` per file with fsync of file and directory (and without fsync).
   scale   a store of 1,000,000 records of 3 KB (--quick: 200,000) built with bulk batches, then
@@ -18,6 +20,7 @@ Parts (one run; every baseline is measured in the same run, medians over repeats
           ``store_index_rss_mb`` is the private (anonymous) memory the open store adds; pages of the
           file mapped by LMDB are page cache (shared, reclaimable) and are printed separately.
 """
+import collections
 import json
 import os
 import shutil
@@ -40,7 +43,7 @@ CLASSES = 10
 SWAP_BATCH = 16
 
 _PROBE = r"""
-import json, os, sys, time
+import collections, json, os, sys, time
 import numpy as np
 import psutil
 sys.path.insert(0, sys.argv[1])
@@ -62,14 +65,11 @@ with SampleStore(path, backend=backend, create=False) as s:
     classes = sorted(s.class_counts())
     times = []
     for rep in range(5):
+        requests = [collections.Counter(rng.choice(classes, size=batch).tolist()) for _ in range(n_batches)]
         t0 = time.perf_counter()
         got = 0
-        for _ in range(n_batches):
-            labels = rng.choice(classes, size=batch)
-            ids = []
-            for lab in np.unique(labels):
-                ids += s.sample_ids(int(lab), int((labels == lab).sum()), rng)
-            got += len(s.read_many(ids))
+        for counts in requests:
+            got += len(s.draw(counts, rng))
         times.append((time.perf_counter() - t0) / got * 1e6)
     after = mem()
 print(json.dumps({"us_per_sample": sorted(times)[len(times) // 2], "before": before, "after": after}))
@@ -104,13 +104,26 @@ def swap_requests(rng: np.random.Generator, n_batches: int) -> List[np.ndarray]:
 
 
 def store_swap(store: SampleStore, requests: List[np.ndarray], rng: np.random.Generator) -> Tuple[float, List[int]]:
-    """The swap worker's access pattern; returns (seconds, ids read in order)."""
+    """The swap worker's access pattern (``SwapWorker._swap``); returns (seconds, ids read in order)."""
+    wanted = [collections.Counter(labels.tolist()) for labels in requests]  # the worker groups its slots too
     order = []  # type: List[int]
     t0 = time.perf_counter()
-    for labels in requests:
+    for counts in wanted:
+        for s in store.draw(counts, rng):
+            order.append(s.record_id)
+    return time.perf_counter() - t0, order
+
+
+def store_ids_read_many(store: SampleStore, requests: List[np.ndarray],
+                        rng: np.random.Generator) -> Tuple[float, List[int]]:
+    """The swap worker's pattern before ``draw``: ``sample_ids`` per label, then one ``read_many``."""
+    wanted = [collections.Counter(labels.tolist()) for labels in requests]
+    order = []  # type: List[int]
+    t0 = time.perf_counter()
+    for counts in wanted:
         ids = []  # type: List[int]
-        for lab in np.unique(labels):
-            ids += store.sample_ids(int(lab), int((labels == lab).sum()), rng)
+        for lab, k in counts.items():
+            ids += store.sample_ids(lab, k, rng)
         for s in store.read_many(ids):
             order.append(s.record_id)
     return time.perf_counter() - t0, order
@@ -126,11 +139,23 @@ def store_single(store: SampleStore, requests: List[np.ndarray], rng: np.random.
     return time.perf_counter() - t0, order
 
 
-def files_read(root: Path, order: List[int]) -> float:
+def files_read(root: Path, order: List[int], labels: np.ndarray, warm: bool = True) -> float:
+    """The baseline: the same records in the same order, each an array with its label.
+
+    With ``warm``, every file of ``root`` is read once, untimed, first: the store's pages are warm
+    from the run before, and this shared machine's page cache was seen to drop some of the 10k
+    files between parts, which made the baseline look up to 2x slower than it is.
+    """
+    if warm:
+        for path in root.iterdir():
+            with open(str(path), "rb") as f:
+                f.read()
     paths = [str(root / "{}.npy".format(rid)) for rid in order]
+    label_of = labels.tolist()
+    out = []  # type: List[Tuple[np.ndarray, int]]
     t0 = time.perf_counter()
-    for p in paths:
-        np.load(p)
+    for rid, p in zip(order, paths):
+        out.append((np.load(p), label_of[rid]))
     return time.perf_counter() - t0
 
 
@@ -167,18 +192,23 @@ def bench_backend(tmp: Path, backend: str, xs: np.ndarray, ys: np.ndarray, files
         out["ingest_single_per_s"] = ingest_n / (time.perf_counter() - t0)
     shutil.rmtree(str(tmp / "single-{}".format(backend)))
     with SampleStore(path, backend=backend) as store:
-        swap_s, swap_f, single_s, single_f = [], [], [], []
+        swap_s, swap_f, old_s, old_f, single_s, single_f = [], [], [], [], [], []
         for rep in range(reps):
             rng = np.random.default_rng(100 + rep)
             reqs = swap_requests(rng, n_batches)
             t, order = store_swap(store, reqs, rng)
             swap_s.append(t / len(order))
-            swap_f.append(files_read(files, order) / len(order))
+            swap_f.append(files_read(files, order, ys) / len(order))
+            t, order = store_ids_read_many(store, reqs, rng)
+            old_s.append(t / len(order))
+            old_f.append(files_read(files, order, ys) / len(order))
             t, order = store_single(store, reqs[: max(1, n_batches // 2)], rng)
             single_s.append(t / len(order))
-            single_f.append(files_read(files, order) / len(order))
+            single_f.append(files_read(files, order, ys) / len(order))
         out["swap_store_us"] = median(swap_s) * 1e6
         out["swap_files_us"] = median(swap_f) * 1e6
+        out["old_store_us"] = median(old_s) * 1e6
+        out["old_files_us"] = median(old_f) * 1e6
         out["single_store_us"] = median(single_s) * 1e6
         out["single_files_us"] = median(single_f) * 1e6
         store_files = store.files()
@@ -188,7 +218,7 @@ def bench_backend(tmp: Path, backend: str, xs: np.ndarray, ys: np.ndarray, files
         t, order = store_swap(store, swap_requests(rng, n_batches), rng)
         drop_cache(list(files.iterdir()))
         out["cold_swap_store_us"] = t / len(order) * 1e6
-        out["cold_swap_files_us"] = files_read(files, order) / len(order) * 1e6
+        out["cold_swap_files_us"] = files_read(files, order, ys, warm=False) / len(order) * 1e6
     return out
 
 
@@ -238,8 +268,10 @@ def main() -> None:
             print("  ingest (durable): batch of 64 {:.0f} samples/s; per-sample {:.0f} samples/s "
                   "(files+fsync {:.0f}/s)".format(r["ingest_batch64_per_s"], r["ingest_single_per_s"],
                                                   ingest_n / durable_s))
-            print("  swap pattern (batch {}): store {:.1f} us/sample, files {:.1f} us/sample -> {:.1f}x".format(
+            print("  swap pattern (batch {}, draw): store {:.1f} us/sample, files {:.1f} us/sample -> {:.1f}x".format(
                 SWAP_BATCH, r["swap_store_us"], r["swap_files_us"], r["swap_files_us"] / r["swap_store_us"]))
+            print("  ids+read_many (batch {}):    store {:.1f} us/sample, files {:.1f} us/sample -> {:.1f}x".format(
+                SWAP_BATCH, r["old_store_us"], r["old_files_us"], r["old_files_us"] / r["old_store_us"]))
             print("  single draw+read:        store {:.1f} us/sample, files {:.1f} us/sample -> {:.1f}x".format(
                 r["single_store_us"], r["single_files_us"], r["single_files_us"] / r["single_store_us"]))
             print("  after FADV_DONTNEED (1 pass): store {:.1f} us/sample, files {:.1f} us/sample -> {:.1f}x".format(
