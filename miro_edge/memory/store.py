@@ -8,7 +8,8 @@ a record that fails it is never served (``read`` raises, ``read_many`` skips and
 Per-class draws are uniform and cost O(log N): every class keeps dense ordinals
 ``0 .. count-1`` in an index, so a draw is ``count`` random integers and one index probe, and
 eviction fills its holes by moving the class's last ordinals into them. Class counts live in
-the database; nothing per record is held in RAM.
+the database; nothing per record is held in RAM. ``draw`` (the swap worker's call) draws and reads
+records of several labels at once, usually in one statement, and decodes them in one pass.
 
 Backends (one module each, registered in ``STORE_BACKENDS``): ``sqlite`` (stdlib; the default,
 chosen with ``benches/store_reads.py``, see docs/store.md) and ``lmdb`` (extra ``lmdb``).
@@ -518,7 +519,7 @@ class SampleStore:
         # record of the class. Repeats within a label (likely only in small classes) and labels
         # asking for more than they hold are settled exactly below.
         labels = [lab for lab, k in wanted.items() for _ in range(k)]
-        picks = list(zip(labels, rng.random(len(labels)).tolist()))
+        picks = sorted(zip(labels, rng.random(len(labels)).tolist()))  # sorted probes share index pages
         got = self._draw_once(code, wanted, picks, rng, exact=False)
         if got is None:  # a repeat or a shortfall somewhere: redo in one snapshot, exactly
             got = self._draw_once(code, wanted, picks, rng, exact=True)
