@@ -34,7 +34,7 @@ DATASETS = {
                       "data_options": {"window_length": 50, "window_stride": 10},
                       "train": {"model": "cnn1d", "width": 16, "lr": 0.02}, "room_samples": 300},
 }
-CONTROLLER = {"data_ratio": 0.15, "trial_epochs": 1, "warm_start_epochs": 1, "val_per_class": 20,
+CONTROLLER = {"data_ratio": 0.12, "trial_epochs": 2, "warm_start_epochs": 1, "val_per_class": 20,
               "grid": {"em_steps": 3, "sb_steps": 2, "min_em_per_class": 5, "min_sb_size": 64},
               "scorer": {"name": "cost_effective", "cutline": 0.5}}
 SWAP = {"swap_ratio": 1.0}

@@ -51,8 +51,8 @@ class ControllerConfig:
                                                       "the OS reports available (cgroup-aware)")
     available_memory_fraction: float = field(0.5, help="fraction of available memory usable when following it")
     start_task: int = field(1, help="first task that is profiled (task 0 has nothing to replay)")
-    data_ratio: float = field(0.2, help="fraction of EM and SB each trial trains on")
-    trial_epochs: int = field(1, help="epochs of each trial")
+    data_ratio: float = field(0.12, help="fraction of EM and SB each trial trains on (class-balanced)")
+    trial_epochs: int = field(2, help="epochs of each trial")
     warm_start_epochs: int = field(1, help="epochs of the shared warm start on the new task (data_ratio of SB)")
     val_per_class: int = field(20, help="validation samples per class read from the store's held-out slice")
     trial_energy: str = field("extrapolated", help="'extrapolated': score each candidate by its trial's "

@@ -661,8 +661,11 @@ class SampleStore:
                 rows = txn.scan(last, chunk)
                 if not rows:
                     break
-                decoded, bad = self._decode_many(rows)
-                good = {sample.record_id for sample in decoded} if bad else ()
+                good, bad = set(), 0  # type: set, int
+                for start in range(0, len(rows), 64):  # small pieces: the decode buffer stays small
+                    decoded, failed = self._decode_many(rows[start:start + 64])
+                    good.update(sample.record_id for sample in decoded)
+                    bad += failed
                 for raw in rows:
                     checked += 1
                     if bad and raw.record_id not in good:
