@@ -55,6 +55,8 @@ class ControllerConfig:
     trial_epochs: int = field(2, help="epochs of each trial")
     warm_start_epochs: int = field(1, help="epochs of the shared warm start on the new task (data_ratio of SB)")
     val_per_class: int = field(20, help="validation samples per class read from the store's held-out slice")
+    successive_halving: bool = field(True, help="train every trial 1 epoch, then only the better half by "
+                                                "accuracy the remaining trial_epochs - 1 (saves profiling energy)")
     trial_energy: str = field("extrapolated", help="'extrapolated': score each candidate by its trial's "
                               "measured joules per sample-pass (shrunk toward the profile's median) times the "
                               "sample-passes of its full training; 'raw': by the trial's own joules")
@@ -218,13 +220,35 @@ class MiroController:
                                              data_ratio=self.config.data_ratio, callbacks=self._work()))
             energy += result.energy_j
             label = result.label
+        runs = []  # type: List[_TrialRun]
+        halving = self.config.successive_halving and self.config.trial_epochs > 1
         for cand in grid.candidates:
             self.wait_for_idle()
-            trial = self._trial(task_id, cand, warm, task_x, task_y, store, old_classes, new_classes,
-                                swap_ratio, val_x, val_y, rng)
-            if trial.energy_j:
-                energy += trial.energy_j
-                label = trial.energy_source
+            started = self._start_trial(task_id, cand, warm, task_x, task_y, store, old_classes, new_classes,
+                                        swap_ratio, rng)
+            if isinstance(started, Trial):
+                trials.append(started)
+                continue
+            started.train(1 if halving else self.config.trial_epochs, val_x, val_y)
+            runs.append(started)
+        if halving and len(runs) > 2:
+            # successive halving: only the better half by accuracy trains the remaining epochs
+            ranked = sorted(runs, key=lambda r: (-r.accuracy, r.candidate.memory_bytes))
+            keep = (len(ranked) + 1) // 2
+            for run in ranked[:keep]:
+                self.wait_for_idle()
+                run.train(self.config.trial_epochs - 1, val_x, val_y)
+            for run in ranked[keep:]:
+                run.note = "stopped after 1 of {} epochs (accuracy in the lower half)".format(self.config.trial_epochs)
+        elif halving:
+            for run in runs:
+                run.train(self.config.trial_epochs - 1, val_x, val_y)
+        for run in runs:
+            trial = run.finish()
+            if trial.status == TrialStatus.OK:
+                self._passes[run.candidate.key] = run.passes
+                energy += run.energy_j
+                label = run.label
             trials.append(trial)
         if self.config.trial_energy == "extrapolated":
             trials = self._extrapolate(trials)
@@ -251,12 +275,14 @@ class MiroController:
         self.profiled_swap_ratio = swap_ratio
         return ProfileResult(task_id, candidate, reason, choice, trials, energy, label or "estimated", seconds)
 
-    def _trial(self, task_id: int, cand: Candidate, warm: nn.Module, task_x: np.ndarray, task_y: np.ndarray,
-               store: SampleSource, old_classes: Sequence[int], new_classes: Sequence[int], swap_ratio: float,
-               val_x: np.ndarray, val_y: np.ndarray, rng: np.random.Generator) -> Trial:
-        # The trial trains on a data_ratio fraction of the candidate's EM and SB, drawn
-        # class-balanced so every class keeps at least one sample (a plain random fraction of a
-        # small EM would silently drop classes and make small candidates look worse).
+    def _start_trial(self, task_id: int, cand: Candidate, warm: nn.Module, task_x: np.ndarray,
+                     task_y: np.ndarray, store: SampleSource, old_classes: Sequence[int],
+                     new_classes: Sequence[int], swap_ratio: float, rng: np.random.Generator) -> Any:
+        """A ready ``_TrialRun`` for ``cand``, or a degenerate ``Trial`` when it cannot be tried.
+
+        The trial trains on a data_ratio fraction of the candidate's EM and SB, drawn
+        class-balanced so every class keeps at least one sample (a plain random fraction of a
+        small EM would silently drop classes and make small candidates look worse)."""
         ratio = self.config.data_ratio
         if cand.em_size and cand.em_size < len(old_classes):
             return Trial(cand, None, None, "none", None, TrialStatus.DEGENERATE,
@@ -264,35 +290,12 @@ class MiroController:
                              cand.em_size, len(old_classes)))
         em_used = max(len(old_classes), int(round(cand.em_size * ratio))) if cand.em_size else 0
         sb_used = max(len(new_classes), int(round(cand.sb_size * ratio)))
-        shape = task_x.shape[1:]
-        trial_em = EpisodicMemory(0, shape)
+        trial_em = EpisodicMemory(0, task_x.shape[1:])
         if em_used:
             trial_em.rebalance(em_used, old_classes, store, rng)
         trial_sb = self._balanced_sb(task_x, task_y, sb_used, rng)
-        model = copy.deepcopy(warm)
-        trainer = IncrementalTrainer(model, self.train_config)
-        swap = SwapConfig(swap_ratio=swap_ratio)
-
-        def run() -> Any:
-            with contextlib.ExitStack() as stack:
-                callbacks = self._work()
-                if swap_ratio > 0 and len(trial_em):
-                    worker = stack.enter_context(SwapWorker(trial_em, store, swap, seed=int(rng.integers(1 << 31)),
-                                                            on_read=self._on_read))
-                    callbacks.append(SwapCallback(worker))
-                return trainer.fit(task_id, trial_sb, trial_em, epochs=self.config.trial_epochs,
-                                   callbacks=callbacks)
-
-        t0 = time.perf_counter()
-        result, _ = self._measured("trial-task-{}-em{}-sb{}".format(task_id, cand.em_size, cand.sb_size), run)
-        acc = accuracy(model, val_x, val_y)
-        if not np.isfinite(acc) or result.energy_j <= 0:
-            return Trial(cand, None, None, "none", time.perf_counter() - t0, TrialStatus.DEGENERATE,
-                         "no validation samples or no energy measured")
-        self._passes[cand.key] = result.sample_passes
-        self.recorder.record("trial_window", task_id=task_id, em_size=cand.em_size, sb_size=cand.sb_size,
-                             **result.to_dict())
-        return Trial(cand, acc, result.energy_j, result.label, time.perf_counter() - t0)
+        return _TrialRun(self, task_id, cand, copy.deepcopy(warm), trial_em, trial_sb, store, swap_ratio,
+                         int(rng.integers(1 << 31)))
 
     def _extrapolate(self, trials: List[Trial]) -> List[Trial]:
         """Replace each ok trial's joules by the joules its full training would take: its measured
@@ -396,6 +399,55 @@ class MiroController:
         except MiroEdgeError as exc:
             logger.warning("memory budget %.2f MB fits no configuration: %s", budget / _MB, exc)
             return None
+
+
+class _TrialRun:
+    """One candidate's trial: its model copy, EM and SB, trained in measured windows (possibly in
+    two rounds, see successive halving) and evaluated on the validation slice."""
+
+    def __init__(self, ctl: MiroController, task_id: int, candidate: Candidate, model: nn.Module,
+                 em: EpisodicMemory, sb: StreamBuffer, store: SampleSource, swap_ratio: float, seed: int) -> None:
+        self.ctl = ctl
+        self.task_id = task_id
+        self.candidate = candidate
+        self.model = model
+        self.trainer = IncrementalTrainer(model, ctl.train_config)
+        self.em, self.sb, self.store = em, sb, store
+        self.swap = SwapConfig(swap_ratio=swap_ratio)
+        self.seed = seed
+        self.energy_j = 0.0
+        self.passes = 0
+        self.seconds = 0.0
+        self.label = ""
+        self.accuracy = float("nan")
+        self.note = ""
+
+    def train(self, epochs: int, val_x: np.ndarray, val_y: np.ndarray) -> None:
+        def run() -> Any:
+            with contextlib.ExitStack() as stack:
+                callbacks = self.ctl._work()
+                if self.swap.swap_ratio > 0 and len(self.em):
+                    worker = stack.enter_context(SwapWorker(self.em, self.store, self.swap, seed=self.seed,
+                                                            on_read=self.ctl._on_read))
+                    callbacks.append(SwapCallback(worker))
+                return self.trainer.fit(self.task_id, self.sb, self.em, epochs=epochs, callbacks=callbacks)
+
+        t0 = time.perf_counter()
+        c = self.candidate
+        result, _ = self.ctl._measured("trial-task-{}-em{}-sb{}".format(self.task_id, c.em_size, c.sb_size), run)
+        self.seconds += time.perf_counter() - t0
+        self.energy_j += result.energy_j
+        self.passes += result.sample_passes
+        self.label = result.label
+        self.accuracy = accuracy(self.model, val_x, val_y)
+        self.ctl.recorder.record("trial_window", task_id=self.task_id, em_size=c.em_size, sb_size=c.sb_size,
+                                 **result.to_dict())
+
+    def finish(self) -> Trial:
+        if not np.isfinite(self.accuracy) or self.energy_j <= 0:
+            return Trial(self.candidate, None, None, "none", self.seconds, TrialStatus.DEGENERATE,
+                         "no validation samples or no energy measured")
+        return Trial(self.candidate, self.accuracy, self.energy_j, self.label, self.seconds, reason=self.note)
 
 
 class AdaptCallback(TrainCallback):
