@@ -39,7 +39,7 @@ def main() -> None:
             last = tasks[-1]
             sb = StreamBuffer(len(last.y_train), stream.input_shape)
             sb.add(last.x_train, last.y_train)
-            config = TrainConfig(model="cnn2d", epochs=1, batch_size=32)  # default width 32
+            config = TrainConfig(model="cnn2d", epochs=5, batch_size=32)  # default width 32
             rates = {0.0: [], 1.0: []}
             swaps = 0
             for _ in range(repeats):

@@ -21,6 +21,7 @@ from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.types import SampleSource
 
 logger = logging.getLogger(__name__)
+_WAKE = object()  # queue sentinel: wakes the worker without carrying work
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,8 @@ class SwapConfig:
     swap_period: int = field(1, help="swap during one epoch out of every swap_period epochs")
     max_backlog: int = field(64, help="pending minibatch submissions before new ones are dropped")
     drain_timeout_s: float = field(5.0, help="at task end, wait this long for pending swaps, then cancel")
-    coalesce: int = field(8, help="at most this many minibatches merged into one store read")
-    linger_s: float = field(0.02, help="wait up to this long for more minibatches before a read")
+    coalesce: int = field(16, help="at most this many minibatches merged into one store read")
+    linger_s: float = field(0.05, help="wait up to this long for more minibatches before a read")
 
     def __post_init__(self) -> None:
         require(0.0 <= self.swap_ratio <= 1.0, "memory.swap.swap_ratio", "must be in [0, 1]")
@@ -68,6 +69,7 @@ class SwapWorker:
         self._rng = np.random.default_rng(seed)
         self._queue = queue.Queue(maxsize=config.max_backlog)  # type: queue.Queue
         self._stop = threading.Event()
+        self._closing = threading.Event()
         self._thread = None  # type: Optional[threading.Thread]
         self._on_read = on_read
         self._lat = collections.deque(maxlen=256)  # type: Deque[float]
@@ -90,23 +92,36 @@ class SwapWorker:
         self.close(drain=exc[0] is None)
 
     def close(self, drain: bool = True) -> None:
-        """Drain (bounded) or cancel pending swaps, then stop the thread."""
+        """Drain (bounded) or cancel pending swaps, then stop the thread. The worker is woken
+        at once (no linger, no poll timeout), so closing costs the pending reads and no more."""
         if self._thread is None:
             return
+        self._closing.set()
+        self._nudge()
         if drain:
             deadline = time.monotonic() + self.config.drain_timeout_s
             while self._queue.unfinished_tasks and time.monotonic() < deadline:
-                time.sleep(0.001)
+                time.sleep(0.0005)
         self._stop.set()
         while True:  # cancel what is left
             try:
-                self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            self._cancelled += 1
+            if item is not _WAKE:
+                self._cancelled += 1
             self._queue.task_done()
+        self._nudge()
         self._thread.join()
         self._thread = None
+        self._closing.clear()
+
+    def _nudge(self) -> None:
+        """Wake a worker blocked on the queue (a full queue means it is busy anyway)."""
+        try:
+            self._queue.put_nowait(_WAKE)
+        except queue.Full:
+            pass
 
     # -- producer side ---------------------------------------------------------------------
     def active_in_epoch(self, epoch: int) -> bool:
@@ -128,27 +143,28 @@ class SwapWorker:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                batches = [self._queue.get(timeout=0.05)]
+                items = [self._queue.get(timeout=0.05)]
             except queue.Empty:
                 continue
             # Linger briefly to merge several minibatches into one store read: fewer wake-ups
-            # and transactions, so less CPU taken from the training thread.
+            # and transactions, so less CPU taken from the training thread. Not while closing.
             deadline = time.monotonic() + self.config.linger_s
-            while len(batches) < self.config.coalesce:
-                remaining = deadline - time.monotonic()
+            while len(items) < self.config.coalesce and items[-1] is not _WAKE:
+                remaining = 0.0 if self._closing.is_set() else deadline - time.monotonic()
                 try:
-                    batches.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+                    items.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
                 except queue.Empty:
                     break
             try:
-                for slots in batches:
-                    self._pick(slots)
+                for slots in items:
+                    if slots is not _WAKE:
+                        self._pick(slots)
                 self._swap(self._pending)
             except Exception:  # a failed swap must not kill training; it is logged and counted
                 logger.exception("swap of %d slots failed", len(self._pending))
             finally:
                 self._pending = []
-                for _ in batches:
+                for _ in items:
                     self._queue.task_done()
 
     def _pick(self, slots: np.ndarray) -> None:

@@ -59,7 +59,7 @@ def test_readers_never_see_torn_slots_under_concurrent_swaps():
 
     thread = threading.Thread(target=reader)
     thread.start()
-    with SwapWorker(em, src, SwapConfig(swap_ratio=1.0, max_backlog=10000)) as worker:
+    with SwapWorker(em, src, SwapConfig(swap_ratio=1.0, max_backlog=10000, coalesce=1, linger_s=0.0)) as worker:
         for _ in range(300):
             worker.submit(np.arange(30))
     done.set()
