@@ -7,6 +7,7 @@ every run under the same memory budget (measured fixed overhead + room for N sam
   hindsight by the controller's own rule (top ``cutline`` by final accuracy, then accuracy/J);
 - all data in RAM (ignores the budget: accuracy ceiling, energy worst case); no replay (floor);
 - miro_edge with the controller, profiling energy included in its total.
+One torch thread per run (steady timing on a shared 2-core box; as measured in BENCHMARKS.md).
 Energy comes from the active power meter; on a machine without sensors that is the calibrated
 model and every figure is labelled ``estimated``.
 Metrics (worst case over the data sets): ce_vs_maxfit, acc_drop_vs_maxfit (a fraction),
@@ -29,10 +30,10 @@ from miro_edge.train.models import create_model
 
 DATASETS = {
     "digits": {"data": {"dataset": "digits", "classes_per_task": 2}, "shape": (1, 8, 8), "classes": 10,
-               "train": {"model": "cnn2d", "width": 16, "lr": 0.05}, "room_samples": 600},
+               "train": {"model": "cnn2d", "width": 16, "lr": 0.05, "threads": 1}, "room_samples": 600},
     "basic_motions": {"data": {"dataset": "basic_motions", "classes_per_task": 2}, "shape": (6, 50), "classes": 4,
                       "data_options": {"window_length": 50, "window_stride": 10},
-                      "train": {"model": "cnn1d", "width": 16, "lr": 0.02}, "room_samples": 300},
+                      "train": {"model": "cnn1d", "width": 16, "lr": 0.02, "threads": 1}, "room_samples": 300},
 }
 CONTROLLER = {"data_ratio": 0.12, "trial_epochs": 2, "warm_start_epochs": 1, "val_per_class": 20,
               "grid": {"em_steps": 3, "sb_steps": 2, "min_em_per_class": 5, "min_sb_size": 64},

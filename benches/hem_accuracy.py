@@ -6,6 +6,7 @@ Per data set (digits: 5 tasks x 2 classes, images; BasicMotions: 2 tasks x 2 act
 - the same EM with swap_ratio 1.0 and every sample in the store (HEM);
   (BasicMotions also at 2 samples per class: at 5 per class both reach the ceiling)
 - all data in RAM (EM = every old sample): the ceiling.
+Runs use one torch thread (steady timing on a shared 2-core box).
 Metrics per data set: ``<ds>_acc_<setup>``, and ``<ds>_swap_gain`` (HEM minus plain replay, points
 of accuracy as a fraction).
 """
@@ -22,10 +23,10 @@ from miro_edge.session import SessionConfig, run_session
 
 DATASETS = {
     "digits": {"data": {"dataset": "digits", "classes_per_task": 2},
-               "train": {"model": "cnn2d", "width": 16, "epochs": 20, "lr": 0.05}, "classes": 10, "em_per_class": [5]},
+               "train": {"model": "cnn2d", "width": 16, "epochs": 20, "lr": 0.05, "threads": 1}, "classes": 10, "em_per_class": [5]},
     "basic_motions": {"data": {"dataset": "basic_motions", "classes_per_task": 2},
                       "data_options": {"window_length": 50, "window_stride": 10},
-                      "train": {"model": "cnn1d", "width": 16, "epochs": 20, "lr": 0.02}, "classes": 4,
+                      "train": {"model": "cnn1d", "width": 16, "epochs": 20, "lr": 0.02, "threads": 1}, "classes": 4,
                       "em_per_class": [5, 2]},
 }
 
