@@ -36,7 +36,7 @@ DATASETS = {
                       "train": {"model": "cnn1d", "width": 16, "lr": 0.02, "threads": 1}, "room_samples": 300},
 }
 CONTROLLER = {"data_ratio": 0.12, "trial_epochs": 2, "warm_start_epochs": 1, "val_per_class": 20,
-              "grid": {"em_steps": 3, "sb_steps": 2, "min_em_per_class": 5, "min_sb_size": 64},
+              "grid": {"em_steps": 3, "sb_steps": 2, "min_em_per_class": 10, "min_sb_size": 64},
               "scorer": {"name": "cost_effective", "cutline": 0.5}}
 SWAP = {"swap_ratio": 1.0}
 
