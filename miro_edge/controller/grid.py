@@ -44,7 +44,8 @@ class GridConfig:
     em_steps: int = field(4, help="EM sizes to try (distinct values after rounding may be fewer)")
     sb_steps: int = field(3, help="SB sizes to try (distinct values after rounding may be fewer)")
     spacing: str = field("geometric", help="'geometric' (more points at the small, cheap end) or 'linear'")
-    min_em_per_class: int = field(5, help="smallest EM quota per old class; fewer replays too little to matter")
+    min_em_per_class: int = field(10, help="smallest EM quota per old class: below ~10 replays per class, short "
+                                           "trials cannot show the forgetting a tiny EM causes over a whole task")
     min_sb_size: int = field(64, help="smallest SB in samples (capped at the task size)")
     include_no_replay: bool = field(False, help="also try em_size=0 (no replay, the forgetting floor)")
 

@@ -106,9 +106,10 @@ def test_max_fit_reserves_minimum_em_when_the_task_does_not_fit():
 
 def test_max_fit_caps_em_at_what_exists_and_always_fits():
     inp = inputs(budget_mb=4096)
-    assert max_fit(inp.memory_budget_bytes, inp).key == (5000, 1000)
+    five = GridConfig(min_em_per_class=5)
+    assert max_fit(inp.memory_budget_bytes, inp, five).key == (5000, 1000)
     for budget_mb in (21, 23, 30, 50, 70, 200):
-        assert fits(max_fit(budget_mb * MB, inp), budget_mb * MB)
+        assert fits(max_fit(budget_mb * MB, inp, five), budget_mb * MB)
 
 
 def test_max_fit_refuses_an_infeasible_budget_with_the_fix():
