@@ -420,6 +420,7 @@ class _TrialRun:
         self.seconds = 0.0
         self.label = ""
         self.accuracy = float("nan")
+        self.val_samples = 0
         self.note = ""
 
     def train(self, epochs: int, val_x: np.ndarray, val_y: np.ndarray) -> None:
@@ -440,6 +441,7 @@ class _TrialRun:
         self.passes += result.sample_passes
         self.label = result.label
         self.accuracy = accuracy(self.model, val_x, val_y)
+        self.val_samples = len(val_y)
         self.ctl.recorder.record("trial_window", task_id=self.task_id, em_size=c.em_size, sb_size=c.sb_size,
                                  **result.to_dict())
 
@@ -447,7 +449,8 @@ class _TrialRun:
         if not np.isfinite(self.accuracy) or self.energy_j <= 0:
             return Trial(self.candidate, None, None, "none", self.seconds, TrialStatus.DEGENERATE,
                          "no validation samples or no energy measured")
-        return Trial(self.candidate, self.accuracy, self.energy_j, self.label, self.seconds, reason=self.note)
+        return Trial(self.candidate, self.accuracy, self.energy_j, self.label, self.seconds, reason=self.note,
+                     val_samples=self.val_samples)
 
 
 class AdaptCallback(TrainCallback):

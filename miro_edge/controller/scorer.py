@@ -59,6 +59,7 @@ class Trial:
     seconds: Optional[float]
     status: str = TrialStatus.OK
     reason: str = ""
+    val_samples: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.status not in TrialStatus.ALL:
@@ -120,8 +121,15 @@ class ScorerConfig:
                                               "lowest_energy_within_cutline")
     cutline: float = field(0.5, help="fraction (0, 1] of scored candidates kept by accuracy before "
                                      "choosing; at least one is always kept")
+    cut: str = field("fraction", help="'fraction': keep the top `cutline` by accuracy; 'standard_error': keep "
+                                      "every trial within se_z standard errors of the best accuracy (binomial, "
+                                      "over the validation samples), i.e. not measurably worse")
+    se_z: float = field(1.0, help="width of the standard-error cut, in standard errors")
 
     def __post_init__(self) -> None:
+        require(self.cut in ("fraction", "standard_error"), "scorer.cut",
+                "must be 'fraction' or 'standard_error', got {!r}".format(self.cut))
+        require(self.se_z >= 0, "scorer.se_z", "must be >= 0, got {}".format(self.se_z))
         require(self.name in SCORERS, "scorer.name", "unknown scorer {!r}; choose one of: {}".format(
             self.name, ", ".join(SCORERS.names())))
         require(0.0 < self.cutline <= 1.0, "scorer.cutline",
@@ -139,10 +147,12 @@ class Scorer:
     score_name = ""
     merit = ""
 
-    def __init__(self, cutline: float = 0.5) -> None:
+    def __init__(self, cutline: float = 0.5, cut: str = "fraction", se_z: float = 1.0) -> None:
         if not 0.0 < cutline <= 1.0:
             raise InputError("cutline must be in (0, 1], got {}".format(cutline))
         self.cutline = cutline
+        self.cut_mode = cut
+        self.se_z = se_z
 
     def score(self, trial: Trial) -> float:
         raise NotImplementedError
@@ -160,8 +170,14 @@ class Scorer:
         if not scored:
             raise NoViableCandidateError("no trial can be scored ({}); profile again in the next idle "
                                          "window or fall back to max_fit".format(_status_summary(trials)))
-        n_keep = max(1, int(math.ceil(self.cutline * len(scored) - 1e-9)))
         ranked = sorted(scored, key=lambda t: -t.accuracy)  # type: ignore[operator]
+        best = ranked[0]
+        if self.cut_mode == "standard_error" and best.val_samples:
+            # not measurably worse than the best: within se_z binomial standard errors of it
+            p, n = float(best.accuracy), float(best.val_samples)  # type: ignore[arg-type]
+            threshold = p - self.se_z * max(math.sqrt(p * (1.0 - p) / n), 1.0 / n)
+            return [t for t in scored if t.accuracy >= threshold - 1e-12], threshold  # type: ignore[operator]
+        n_keep = max(1, int(math.ceil(self.cutline * len(scored) - 1e-9)))
         threshold = float(ranked[n_keep - 1].accuracy)  # type: ignore[arg-type]
         return [t for t in scored if t.accuracy >= threshold], threshold  # type: ignore[operator]
 
@@ -186,10 +202,12 @@ class Scorer:
 
     def _reason(self, best: Trial, kept: Sequence[Trial], n_scored: int, threshold: float,
                 excluded: Dict[str, int], sources: Sequence[str]) -> str:
+        rule = "top {:.0%}".format(self.cutline) if self.cut_mode == "fraction" or not best.val_samples else \
+            "within {:g} standard errors of the best".format(self.se_z)
         text = ("{} has the {} ({}: accuracy {:.3f}, {:.4g} J {}) among the {} of {} scored candidates "
-                "at or above the cutline accuracy {:.3f} (top {:.0%})").format(
+                "at or above the cutline accuracy {:.3f} ({})").format(
             best.candidate.label(), self.merit, self.describe_score(best), best.accuracy, best.energy_j,
-            best.energy_source, len(kept), n_scored, threshold, self.cutline)
+            best.energy_source, len(kept), n_scored, threshold, rule)
         if excluded:
             text += "; not scored: " + ", ".join("{} {}".format(n, s) for s, n in sorted(excluded.items()))
         if len(sources) > 1:
@@ -251,4 +269,4 @@ class LowestEnergyScorer(Scorer):
 
 def create_scorer(config: ScorerConfig = ScorerConfig()) -> Scorer:
     """The scorer named by ``config.name`` with its cutline."""
-    return SCORERS.create(config.name, cutline=config.cutline)
+    return SCORERS.create(config.name, cutline=config.cutline, cut=config.cut, se_z=config.se_z)
