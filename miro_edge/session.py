@@ -10,7 +10,6 @@ import dataclasses
 import json
 import zlib
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -24,13 +23,12 @@ from miro_edge.energy.config import MeterConfig, meter_from_config
 from miro_edge.data.sources import ArraySource, load_source
 from miro_edge.errors import ConfigError, InputError
 from miro_edge.utils.atomic import atomic_write_json
-from miro_edge.data.stream import ClassIncrementalStream, StreamConfig, Task, stack_tasks
+from miro_edge.data.stream import ClassIncrementalStream, StreamConfig, Task
 from miro_edge.memory.config import MemoryConfig
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.sb import StreamBuffer
-from miro_edge.memory.swap import SwapWorker
 from miro_edge.recorder import Recorder
-from miro_edge.train.callbacks import SwapCallback, TrainCallback, WorkCounterCallback
+from miro_edge.train.callbacks import TrainCallback, replay_callbacks
 from miro_edge.train.checkpoint import model_from_checkpoint, save_checkpoint
 from miro_edge.train.metrics import AccuracyMatrix
 from miro_edge.train.models import create_model
@@ -196,14 +194,8 @@ class Session:
         swaps = 0
         while epochs_left > 0:
             swap_cfg = dataclasses.replace(self.config.memory.swap, swap_ratio=self.swap_ratio)
-            with contextlib.ExitStack() as stack:
-                callbacks = [WorkCounterCallback(self.meter.add_work)]  # type: List[TrainCallback]
-                worker = None
-                if self.swap_ratio > 0 and len(self.em) > 0:
-                    worker = stack.enter_context(SwapWorker(
-                        self.em, self.store, swap_cfg, seed=self.config.train.seed + task.task_id,
-                        on_read=lambda n: self.meter.add_work(bytes_read=n)))
-                    callbacks.append(SwapCallback(worker))
+            with replay_callbacks(self.em, self.store, swap_cfg, self.config.train.seed + task.task_id,
+                                  self.meter.add_work) as (worker, callbacks):
                 adapt = None
                 if self.controller is not None and self.controller.current is not None:
                     adapt = self.controller.training_callback(task.task_id, worker)

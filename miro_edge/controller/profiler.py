@@ -7,14 +7,13 @@ Profiling never touches the live state: every trial trains a deep copy of one sh
 held-out validation slice; energy from the active power meter's window (labelled measured or
 estimated). Torch's RNG is forked so profiling does not even shift the live run's random stream.
 """
-import contextlib
 import copy
 import dataclasses
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -33,7 +32,8 @@ from miro_edge.memory.sb import StreamBuffer
 from miro_edge.memory.swap import SwapConfig, SwapWorker
 from miro_edge.memory.types import SampleSource
 from miro_edge.recorder import Recorder
-from miro_edge.train.callbacks import BatchInfo, SwapCallback, TaskContext, TrainCallback, WorkCounterCallback
+from miro_edge.train.callbacks import (BatchInfo, TaskContext, TrainCallback, WorkCounterCallback,
+                                       replay_callbacks)
 from miro_edge.train.trainer import IncrementalTrainer, TrainConfig, accuracy
 from miro_edge.utils.registry import Registry
 
@@ -176,11 +176,19 @@ class MiroController:
         """Lower (or restore, with None) the memory budget; the running task adapts at its next window."""
         self.budget.set_bytes(None if mb is None else int(mb * _MB))
 
-    def grid_inputs(self, model: nn.Module, input_shape: Sequence[int], old_counts: Dict[int, int],
-                    task_size: int, num_classes: int) -> GridInputs:
+    def _task_inputs(self, model: nn.Module, task_x: np.ndarray, task_y: np.ndarray, store: SampleSource,
+                     old_classes: Sequence[int]) -> Tuple[GridInputs, List[int]]:
+        """What this task's grid is derived from (kept for budget fallbacks), and its new classes.
+        The fixed overhead is measured once, on the first task profiled."""
+        new_classes = sorted(set(int(c) for c in np.unique(task_y)))
+        counts = store.class_counts()
+        shape = task_x.shape[1:]
         if self._overhead is None:
-            self._overhead = measure_overhead_bytes(model, input_shape, self.train_config.batch_size, num_classes)
-        return GridInputs(self.budget.bytes(), bytes_per_sample(input_shape), self._overhead, old_counts, task_size)
+            self._overhead = measure_overhead_bytes(model, shape, self.train_config.batch_size,
+                                                    max(list(old_classes) + new_classes) + 1)
+        self._inputs = GridInputs(self.budget.bytes(), bytes_per_sample(shape), self._overhead,
+                                  {c: counts.get(c, 0) for c in old_classes}, len(task_y))
+        return self._inputs, new_classes
 
     def active_for(self, task_id: int) -> bool:
         return self.config.enabled and task_id >= self.config.start_task
@@ -197,13 +205,8 @@ class MiroController:
                  swap_ratio: float) -> ProfileResult:
         t0 = time.perf_counter()
         self.wait_for_idle()
-        new_classes = sorted(set(int(c) for c in np.unique(task_y)))
-        counts = store.class_counts()
-        old_counts = {c: counts.get(c, 0) for c in old_classes}
-        num_classes = max(list(old_classes) + new_classes) + 1
-        inputs = self.grid_inputs(model, task_x.shape[1:], old_counts, len(task_y), num_classes)
+        inputs, new_classes = self._task_inputs(model, task_x, task_y, store, old_classes)
         grid = build_grid(inputs, self.config.grid)
-        self._inputs = inputs
         self.recorder.record("grid", task_id=task_id, **describe_grid(grid))
         trials = [Trial.blacklisted(c, reason) for c, reason in grid.blacklisted]
         energy = 0.0
@@ -217,7 +220,8 @@ class MiroController:
             result, _ = self._measured("profile-warm-task-{}".format(task_id), lambda: IncrementalTrainer(
                 warm, self.train_config).fit(task_id, warm_sb, EpisodicMemory(0, task_x.shape[1:]),
                                              epochs=self.config.warm_start_epochs,
-                                             data_ratio=self.config.data_ratio, callbacks=self._work()))
+                                             data_ratio=self.config.data_ratio,
+                                             callbacks=[WorkCounterCallback(self.meter.add_work)]))
             energy += result.energy_j
             label = result.label
         runs = []  # type: List[_TrialRun]
@@ -322,12 +326,6 @@ class MiroController:
             out = fn()
         return window.result, out
 
-    def _work(self) -> List[TrainCallback]:
-        return [WorkCounterCallback(self.meter.add_work)]
-
-    def _on_read(self, nbytes: int) -> None:
-        self.meter.add_work(bytes_read=nbytes)
-
     @staticmethod
     def _balanced_sb(x: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator) -> StreamBuffer:
         """An SB of ``size`` samples of the task, class-balanced, random within each class."""
@@ -425,13 +423,8 @@ class _TrialRun:
 
     def train(self, epochs: int, val_x: np.ndarray, val_y: np.ndarray) -> None:
         def run() -> Any:
-            with contextlib.ExitStack() as stack:
-                callbacks = self.ctl._work()
-                if self.swap.swap_ratio > 0 and len(self.em):
-                    worker = stack.enter_context(SwapWorker(self.em, self.store, self.swap, seed=self.seed,
-                                                            on_read=self.ctl._on_read))
-                    callbacks.append(SwapCallback(worker))
-                return self.trainer.fit(self.task_id, self.sb, self.em, epochs=epochs, callbacks=callbacks)
+            with replay_callbacks(self.em, self.store, self.swap, self.seed, self.ctl.meter.add_work) as (_, cbs):
+                return self.trainer.fit(self.task_id, self.sb, self.em, epochs=epochs, callbacks=cbs)
 
         t0 = time.perf_counter()
         c = self.candidate
@@ -499,11 +492,7 @@ class MaxFitPolicy(MiroController):
 
     def profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray, task_y: np.ndarray,
                 store: SampleSource, old_classes: Sequence[int], swap_ratio: float) -> ProfileResult:
-        counts = store.class_counts()
-        new_classes = [int(c) for c in np.unique(task_y)]
-        inputs = self.grid_inputs(model, task_x.shape[1:], {c: counts.get(c, 0) for c in old_classes},
-                                  len(task_y), max(list(old_classes) + new_classes) + 1)
-        self._inputs = inputs
+        inputs, _ = self._task_inputs(model, task_x, task_y, store, old_classes)
         candidate = max_fit(inputs.memory_budget_bytes, inputs, self.config.grid)
         reason = "max-fit: the largest EM and SB within {:.2f} MB".format(inputs.memory_budget_bytes / _MB)
         event = ChoiceEvent(task_id, candidate.em_size, candidate.sb_size, "max_fit", reason, None)

@@ -5,7 +5,7 @@ classifier head grows by appending outputs. Each task carries its training sampl
 device will see and ingest) and a test split kept apart for reporting only.
 """
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -108,7 +108,3 @@ def _split_mask(y: np.ndarray, groups: Optional[np.ndarray], fraction: float,
             mask[chosen] = True
     return mask
 
-
-def stack_tasks(tasks: List[Task]) -> Tuple[np.ndarray, np.ndarray]:
-    """All test samples of the given tasks, for evaluation on every seen class."""
-    return (np.concatenate([t.x_test for t in tasks]), np.concatenate([t.y_test for t in tasks]))

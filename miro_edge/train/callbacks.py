@@ -4,8 +4,9 @@ The loop is ``before_task`` → per epoch (``before_batch`` → step → ``after
 ``after_epoch`` → ``after_task``. Replay swapping, energy accounting, idle gating and
 checkpointing attach here instead of being sprinkled through the loop.
 """
+import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 from torch import nn
@@ -13,7 +14,8 @@ from torch import nn
 if TYPE_CHECKING:  # pragma: no cover
     from miro_edge.memory.em import EpisodicMemory
     from miro_edge.memory.sb import StreamBuffer
-    from miro_edge.memory.swap import SwapWorker
+    from miro_edge.memory.swap import SwapConfig, SwapWorker
+    from miro_edge.memory.types import SampleSource
 
 
 @dataclass
@@ -81,12 +83,17 @@ class WorkCounterCallback(TrainCallback):
         self.add_work(sample_passes=batch.n_samples)
 
 
-class GateCallback(TrainCallback):
-    """Blocks at batch boundaries while ``wait()`` says the device is busy (idle windows)."""
+@contextlib.contextmanager
+def replay_callbacks(em: "EpisodicMemory", store: "SampleSource", swap: "SwapConfig", seed: int,
+                     add_work: Callable[..., None]) -> Iterator[Tuple[Optional["SwapWorker"], List[TrainCallback]]]:
+    """The callbacks every replay fit needs: training work reported to the energy meter and,
+    when the EM holds samples and ``swap.swap_ratio`` > 0, a running swap worker fed by the
+    minibatches (drained when the block ends, cancelled if it raises)."""
+    from miro_edge.memory.swap import SwapWorker
 
-    def __init__(self, wait: Callable[[], Optional[bool]]) -> None:
-        self.wait = wait
-
-    def before_batch(self, ctx: TaskContext, epoch: int, step: int) -> None:
-        if self.wait() is False:
-            ctx.stopped = True
+    callbacks = [WorkCounterCallback(add_work)]  # type: List[TrainCallback]
+    if swap.swap_ratio > 0 and len(em):
+        with SwapWorker(em, store, swap, seed=seed, on_read=lambda n: add_work(bytes_read=n)) as worker:
+            yield worker, callbacks + [SwapCallback(worker)]
+    else:
+        yield None, callbacks
