@@ -2,7 +2,7 @@
 its own tests), and small synthetic data."""
 import threading
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 from miro_edge.memory.types import StoredSample
@@ -27,6 +27,10 @@ class MemorySource:
     def sample_ids(self, label: int, n: int, rng: np.random.Generator, split: str = "train") -> List[int]:
         idx = np.flatnonzero(self.labels == label)
         return [int(i) for i in rng.choice(idx, size=min(n, len(idx)), replace=False)] if len(idx) else []
+
+    def draw(self, counts: Mapping[int, int], rng: np.random.Generator, split: str = "train") -> List[StoredSample]:
+        ids = [i for label, n in counts.items() for i in self.sample_ids(label, n, rng, split)]
+        return self.read_many(ids) if ids else []
 
     def read_many(self, record_ids: Sequence[int]) -> List[StoredSample]:
         if self.latency_s:

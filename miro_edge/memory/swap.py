@@ -181,23 +181,12 @@ class SwapWorker:
         groups = {}  # type: Dict[int, List[int]]  # label -> its EM slots to refill, ascending
         for slot, label in zip(chosen.tolist(), labels.tolist()):
             groups.setdefault(label, []).append(slot)
-        # A SampleStore draws and reads every label in one call (one transaction, one decode
-        # pass: the least time holding the GIL); any other SampleSource takes ids per label and
-        # one read. Latency is the read (for ``draw``, the draw and the read).
-        draw = getattr(self.store, "draw", None)
-        ids = []  # type: List[int]
-        if draw is None:
-            for label, slots in groups.items():
-                ids.extend(self.store.sample_ids(label, len(slots), self._rng))
-            if not ids:
-                return
+        # One call draws and reads every label (for the SampleStore: one transaction, one
+        # decode pass, the least time holding the GIL). Latency covers the draw and the read.
         t0 = time.perf_counter()
         self._inflight_since = t0
         try:
-            if draw is not None:
-                samples = draw({label: len(slots) for label, slots in groups.items()}, self._rng)
-            else:
-                samples = self.store.read_many(ids)
+            samples = self.store.draw({label: len(slots) for label, slots in groups.items()}, self._rng)
         finally:
             self._inflight_since = None
         latency = time.perf_counter() - t0

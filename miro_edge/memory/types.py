@@ -1,5 +1,5 @@
 """Typed records and the store interface that EM, the swap worker and the trainer rely on."""
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -39,4 +39,9 @@ class SampleSource(Protocol):
 
     def read_many(self, record_ids: Sequence[int]) -> List[StoredSample]:
         """Read records; corrupt ones are skipped and counted, never returned."""
+        ...
+
+    def draw(self, counts: Mapping[int, int], rng: np.random.Generator, split: str = "train") -> List[StoredSample]:
+        """Random records of several labels at once (``counts``: label -> how many), as
+        ``sample_ids`` + ``read_many`` would give; the swap worker's one call per refill."""
         ...

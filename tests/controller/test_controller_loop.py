@@ -194,6 +194,11 @@ class SlowStore:
             time.sleep(self.latency_s)
         return self.store.read_many(ids)
 
+    def draw(self, counts, rng, split="train"):
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        return self.store.draw(counts, rng, split)
+
 
 def test_congestion_halves_swap_ratio_and_recovers_when_latency_goes(world):
     store, model, em, sb, tx, ty = world
