@@ -15,6 +15,27 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+# The two continual-learning workloads the accuracy and controller benchmarks share: the task
+# stream and the learner (20 epochs per task, one torch thread for steady timing on 2 cores).
+WORKLOADS = {
+    "digits": {"data": {"dataset": "digits", "classes_per_task": 2}, "data_options": {},
+               "train": {"model": "cnn2d", "width": 16, "epochs": 20, "lr": 0.05, "threads": 1},
+               "shape": (1, 8, 8), "classes": 10},
+    "basic_motions": {"data": {"dataset": "basic_motions", "classes_per_task": 2},
+                      "data_options": {"window_length": 50, "window_stride": 10},
+                      "train": {"model": "cnn1d", "width": 16, "epochs": 20, "lr": 0.02, "threads": 1},
+                      "shape": (6, 50), "classes": 4},
+}
+
+
+def session_raw(workload: dict, seed: int, memory: dict, **sections: object) -> dict:
+    """A session config (as a dict for ``from_dict``) for ``workload`` at ``seed``."""
+    raw = {"data": dict(workload["data"], seed=seed), "data_options": workload["data_options"],
+           "train": dict(workload["train"], seed=seed), "memory": memory}
+    raw.update(sections)
+    return raw
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true",

@@ -18,7 +18,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from _common import parser, result
+from _common import WORKLOADS, parser, result, session_raw
 
 from miro_edge.config import from_dict
 from miro_edge.controller.profiler import bytes_per_sample, measure_overhead_bytes
@@ -28,13 +28,8 @@ from miro_edge.recorder import read_events
 from miro_edge.session import SessionConfig, run_session
 from miro_edge.train.models import create_model
 
-DATASETS = {
-    "digits": {"data": {"dataset": "digits", "classes_per_task": 2}, "shape": (1, 8, 8), "classes": 10,
-               "train": {"model": "cnn2d", "width": 16, "lr": 0.05, "threads": 1}, "room_samples": 600},
-    "basic_motions": {"data": {"dataset": "basic_motions", "classes_per_task": 2}, "shape": (6, 50), "classes": 4,
-                      "data_options": {"window_length": 50, "window_stride": 10},
-                      "train": {"model": "cnn1d", "width": 16, "lr": 0.02, "threads": 1}, "room_samples": 300},
-}
+DATASETS = {"digits": dict(WORKLOADS["digits"], room_samples=600),
+            "basic_motions": dict(WORKLOADS["basic_motions"], room_samples=300)}
 CONTROLLER = {"data_ratio": 0.12, "trial_epochs": 2, "warm_start_epochs": 1, "val_per_class": 20,
               "grid": {"em_steps": 3, "sb_steps": 2, "min_em_per_class": 10, "min_sb_size": 64},
               "scorer": {"name": "cost_effective", "cutline": 0.5}}
@@ -51,9 +46,8 @@ EPOCHS = {"full": 20, "quick": 10}
 
 
 def run(ds: dict, seed: int, memory: dict, controller: dict, epochs: int) -> Tuple[float, float, float, List[dict]]:
-    raw = {"data": dict(ds["data"], seed=seed), "data_options": ds.get("data_options", {}),
-           "train": dict(ds["train"], seed=seed, epochs=epochs), "memory": dict(memory, swap=SWAP),
-           "controller": controller, "energy": {"source": "auto"}}
+    raw = session_raw(ds, seed, dict(memory, swap=SWAP), controller=controller, energy={"source": "auto"})
+    raw["train"]["epochs"] = epochs
     with tempfile.TemporaryDirectory(prefix="miro-ce-") as tmp:
         res = run_session(from_dict(SessionConfig, raw), out_dir=tmp)
         events = list(read_events(tmp + "/results.jsonl"))

@@ -10,26 +10,18 @@ Runs use one torch thread (steady timing on a shared 2-core box).
 Metrics per data set: ``<ds>_acc_<setup>``, and ``<ds>_swap_gain`` (HEM minus plain replay, points
 of accuracy as a fraction).
 """
-import dataclasses
 import tempfile
 import time
 
 import numpy as np
 
-from _common import parser, result
+from _common import WORKLOADS, parser, result, session_raw
 
 from miro_edge.config import from_dict
 from miro_edge.session import SessionConfig, run_session
 
-DATASETS = {
-    "digits": {"data": {"dataset": "digits", "classes_per_task": 2},
-               "train": {"model": "cnn2d", "width": 16, "epochs": 20, "lr": 0.05, "threads": 1}, "classes": 10, "em_per_class": [5]},
-    "basic_motions": {"data": {"dataset": "basic_motions", "classes_per_task": 2},
-                      "data_options": {"window_length": 50, "window_stride": 10},
-                      "train": {"model": "cnn1d", "width": 16, "epochs": 20, "lr": 0.02, "threads": 1}, "classes": 4,
-                      "em_per_class": [5, 2]},
-}
-
+DATASETS = {"digits": dict(WORKLOADS["digits"], em_per_class=[5]),
+            "basic_motions": dict(WORKLOADS["basic_motions"], em_per_class=[5, 2])}
 
 def setups(per_class_sizes: list) -> dict:
     """no replay, then plain replay and HEM for each EM size (samples per class), then the ceiling."""
@@ -46,9 +38,7 @@ def config_for(ds: dict, setup: dict, seed: int) -> SessionConfig:
     memory = {k: v for k, v in setup.items() if k != "em_per_class"}
     if "em_per_class" in setup:
         memory["em_size"] = setup["em_per_class"] * ds["classes"]
-    raw = {"data": dict(ds["data"], seed=seed), "data_options": ds.get("data_options", {}),
-           "train": dict(ds["train"], seed=seed), "memory": memory}
-    return from_dict(SessionConfig, raw)
+    return from_dict(SessionConfig, session_raw(ds, seed, memory))
 
 
 def main() -> None:
