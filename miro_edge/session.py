@@ -161,9 +161,9 @@ class Session:
         self.resume.save_committed(int(ids[-1]) + 1 if len(ids) else self.resume.next_id)
         return splits
 
-    def fill_sb(self, task: Task, splits: Sequence[str], sb_size: Optional[int]) -> None:
-        train = np.array([s == "train" for s in splits])
-        x, y = task.x_train[train], task.y_train[train]
+    def fill_sb(self, task: Task, x: np.ndarray, y: np.ndarray, sb_size: Optional[int]) -> None:
+        """The task's training samples (the held-out slice excluded) in a random order,
+        reservoir-sampled to ``sb_size``."""
         capacity = max(1, sb_size if sb_size is not None else len(y))
         self.sb = StreamBuffer(capacity, self.stream.input_shape, np.random.default_rng(self.config.train.seed + task.task_id))
         order = self.rng("sb").permutation(len(y))
@@ -243,8 +243,9 @@ class Session:
         old_classes = sorted(set(c for t in self.seen for c in t.classes))
         self.seen.append(task)
         train_mask = np.array([s == "train" for s in splits], dtype=bool)
-        profile = self.profile(task, task.x_train[train_mask], task.y_train[train_mask], old_classes)
-        self.fill_sb(task, splits, self.sb_size)
+        tx, ty = task.x_train[train_mask], task.y_train[train_mask]
+        profile = self.profile(task, tx, ty, old_classes)
+        self.fill_sb(task, tx, ty, self.sb_size)
         with self.meter.window("train-task-{}".format(task.task_id)) as window:
             fit, swaps = self.train(task, old_classes)
         energy = window.result
