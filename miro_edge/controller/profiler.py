@@ -50,8 +50,13 @@ class ControllerConfig:
     follow_available_memory: bool = field(False, help="also cap the budget at a fraction of the memory "
                                                       "the OS reports available (cgroup-aware)")
     available_memory_fraction: float = field(0.5, help="fraction of available memory usable when following it")
-    start_task: int = field(1, help="first task that is profiled (task 0 has nothing to replay)")
-    data_ratio: float = field(0.12, help="fraction of EM and SB each trial trains on (class-balanced)")
+    start_task: int = field(0, help="first task that is profiled (task 0 has nothing to replay, so only SB "
+                                    "sizes are tried there)")
+    data_ratio: float = field(0.12, help="largest fraction of EM and SB each trial trains on (class-balanced)")
+    max_profile_share: Optional[float] = field(0.04, help="cap on a task's profiling work (warm start + trials, "
+                                               "in sample-passes) as a fraction of the cheapest candidate's "
+                                               "full training; trials train on less than data_ratio when needed. "
+                                               "null: always data_ratio")
     trial_epochs: int = field(2, help="epochs of each trial")
     warm_start_epochs: int = field(1, help="epochs of the shared warm start on the new task (data_ratio of SB)")
     val_per_class: int = field(20, help="validation samples per class read from the store's held-out slice")
@@ -73,6 +78,8 @@ class ControllerConfig:
         require(0 < self.available_memory_fraction <= 1, "controller.available_memory_fraction", "must be in (0, 1]")
         require(self.start_task >= 0, "controller.start_task", "must be >= 0")
         require(0 < self.data_ratio <= 1, "controller.data_ratio", "must be in (0, 1]")
+        require(self.max_profile_share is None or self.max_profile_share > 0, "controller.max_profile_share",
+                "must be > 0 or null")
         require(self.trial_epochs >= 1, "controller.trial_epochs", "must be >= 1")
         require(self.warm_start_epochs >= 0, "controller.warm_start_epochs", "must be >= 0")
         require(self.val_per_class >= 1, "controller.val_per_class", "must be >= 1")
@@ -111,6 +118,29 @@ def measure_overhead_bytes(model: nn.Module, input_shape: Sequence[int], batch_s
         for h in handles:
             h.remove()
     return int(3 * params + sum(sizes))
+
+
+def profile_data_ratio(config: ControllerConfig, trial_sizes: Sequence[int], task_size: int,
+                       train_epochs: int) -> float:
+    """The fraction of EM and SB the warm start and the trials train on for one task.
+
+    ``config.data_ratio`` unless the planned profiling work (warm start on the task, every trial's
+    first epoch, the better half's remaining epochs under successive halving) would exceed
+    ``max_profile_share`` of the cheapest candidate's full training (``min(trial_sizes) x
+    train_epochs`` sample-passes); then the fraction that meets that cap. Trials are noisy
+    either way, and a profile that costs more than the choice can save defeats its purpose.
+    """
+    if config.max_profile_share is None or not trial_sizes:
+        return config.data_ratio
+    sizes = sorted(trial_sizes)
+    if config.successive_halving and config.trial_epochs > 1 and len(sizes) > 2:
+        keep = (len(sizes) + 1) // 2
+        trials = sum(sizes) + (config.trial_epochs - 1) * keep * float(np.mean(sizes))  # who is kept is unknown
+    else:
+        trials = float(config.trial_epochs * sum(sizes))
+    planned = config.warm_start_epochs * task_size + trials  # sample-passes at a fraction of 1
+    cap = config.max_profile_share * sizes[0] * train_epochs / planned
+    return float(min(config.data_ratio, cap))
 
 
 @dataclass(frozen=True)
@@ -207,7 +237,9 @@ class MiroController:
         self.wait_for_idle()
         inputs, new_classes = self._task_inputs(model, task_x, task_y, store, old_classes)
         grid = build_grid(inputs, self.config.grid)
-        self.recorder.record("grid", task_id=task_id, **describe_grid(grid))
+        ratio = profile_data_ratio(self.config, [c.em_size + c.sb_size for c in grid.candidates], len(task_y),
+                                   self.train_config.epochs)
+        self.recorder.record("grid", task_id=task_id, data_ratio=ratio, **describe_grid(grid))
         trials = [Trial.blacklisted(c, reason) for c, reason in grid.blacklisted]
         energy = 0.0
         label = None  # type: Optional[str]
@@ -220,7 +252,7 @@ class MiroController:
             result, _ = self._measured("profile-warm-task-{}".format(task_id), lambda: IncrementalTrainer(
                 warm, self.train_config).fit(task_id, warm_sb, EpisodicMemory(0, task_x.shape[1:]),
                                              epochs=self.config.warm_start_epochs,
-                                             data_ratio=self.config.data_ratio,
+                                             data_ratio=ratio,
                                              callbacks=[WorkCounterCallback(self.meter.add_work)]))
             energy += result.energy_j
             label = result.label
@@ -229,7 +261,7 @@ class MiroController:
         for cand in grid.candidates:
             self.wait_for_idle()
             started = self._start_trial(task_id, cand, warm, task_x, task_y, store, old_classes, new_classes,
-                                        swap_ratio, rng)
+                                        swap_ratio, ratio, rng)
             if isinstance(started, Trial):
                 trials.append(started)
                 continue
@@ -271,7 +303,7 @@ class MiroController:
         self.recorder.record(event.KIND, **event.fields())
         seconds = time.perf_counter() - t0
         self.recorder.record("profile", task_id=task_id, energy_j=energy, energy_label=label, seconds=seconds,
-                             candidates=len(grid.candidates), blacklisted=len(grid.blacklisted))
+                             candidates=len(grid.candidates), blacklisted=len(grid.blacklisted), data_ratio=ratio)
         logger.info("task %d: profiled %d candidates in %.1fs (%.2f J %s): %s", task_id, len(grid.candidates),
                     seconds, energy, label, reason)
         self.trials = trials
@@ -281,13 +313,13 @@ class MiroController:
 
     def _start_trial(self, task_id: int, cand: Candidate, warm: nn.Module, task_x: np.ndarray,
                      task_y: np.ndarray, store: SampleSource, old_classes: Sequence[int],
-                     new_classes: Sequence[int], swap_ratio: float, rng: np.random.Generator) -> Any:
+                     new_classes: Sequence[int], swap_ratio: float, ratio: float,
+                     rng: np.random.Generator) -> Any:
         """A ready ``_TrialRun`` for ``cand``, or a degenerate ``Trial`` when it cannot be tried.
 
-        The trial trains on a data_ratio fraction of the candidate's EM and SB, drawn
+        The trial trains on a ``ratio`` fraction of the candidate's EM and SB, drawn
         class-balanced so every class keeps at least one sample (a plain random fraction of a
         small EM would silently drop classes and make small candidates look worse)."""
-        ratio = self.config.data_ratio
         if cand.em_size and cand.em_size < len(old_classes):
             return Trial(cand, None, None, "none", None, TrialStatus.DEGENERATE,
                          "EM {} cannot hold one sample of each of the {} old classes".format(

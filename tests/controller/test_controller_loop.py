@@ -65,7 +65,7 @@ def world(tmp_path):
 def controller_for(recorder, meter, **overrides):
     cfg = ControllerConfig(enabled=True, memory_budget_mb=1.0, data_ratio=0.5, trial_epochs=1, val_per_class=10,
                            grid=GridConfig(em_steps=2, sb_steps=2, min_em_per_class=5, min_sb_size=16),
-                           **overrides)
+                           max_profile_share=None, **overrides)
     return MiroController(cfg, TRAIN, meter, recorder)
 
 
@@ -149,10 +149,10 @@ def test_trial_subsets_keep_every_class(world):
         ctl = controller_for(rec, meter)
         val_x, val_y = ctl._validation_slice(store, [0, 1, 2, 3], 1)
         rng = np.random.default_rng(0)
-        run = ctl._start_trial(1, Candidate(10, 16, 0), model, tx, ty, store, [0, 1], [2, 3], 0.0, rng)
+        run = ctl._start_trial(1, Candidate(10, 16, 0), model, tx, ty, store, [0, 1], [2, 3], 0.0, 0.5, rng)
         run.train(1, val_x, val_y)
         trial = run.finish()
-        tiny = ctl._start_trial(1, Candidate(1, 16, 0), model, tx, ty, store, [0, 1], [2, 3], 0.0, rng)
+        tiny = ctl._start_trial(1, Candidate(1, 16, 0), model, tx, ty, store, [0, 1], [2, 3], 0.0, 0.5, rng)
     # 50% of EM 10 and SB 16: 5 + 8 samples, every class represented, one epoch
     assert trial.status == TrialStatus.OK and rec.of_kind("trial_window")[-1]["sample_passes"] == 5 + 8
     assert sorted(run.em.class_counts()) == [0, 1] and sorted(set(run.sb.labels[: len(run.sb)].tolist())) == [2, 3]
@@ -163,7 +163,8 @@ def test_successive_halving_trains_only_the_better_half_further(world):
     store, model, em, sb, tx, ty = world
     with Recorder() as rec, open_meter("model") as meter:
         cfg = ControllerConfig(enabled=True, memory_budget_mb=1.0, data_ratio=0.5, trial_epochs=2, val_per_class=10,
-                               grid=GridConfig(em_steps=2, sb_steps=2, min_em_per_class=5, min_sb_size=16))
+                               grid=GridConfig(em_steps=2, sb_steps=2, min_em_per_class=5, min_sb_size=16),
+                               max_profile_share=None)
         result = MiroController(cfg, TRAIN, meter, rec).profile(1, model, em, tx, ty, store, [0, 1], 0.0)
     ok = [t for t in result.trials if t.status == TrialStatus.OK]
     stopped = [t for t in ok if "stopped after 1 of 2 epochs" in t.reason]
