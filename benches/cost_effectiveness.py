@@ -59,8 +59,8 @@ def run(ds: dict, seed: int, memory: dict, controller: dict, epochs: int) -> Tup
 
 def main() -> None:
     args = parser(__doc__).parse_args()
-    seeds = [0] if args.quick else [0, 1, 2]
-    epochs = EPOCHS["quick" if args.quick else "full"]  # --quick: one seed, half the epochs per task
+    seeds = [0, 1] if args.quick else [0, 1, 2]
+    epochs = EPOCHS["quick" if args.quick else "full"]  # --quick: two seeds, half the epochs per task
     # the oracle: Miro's rule on the final accuracies (top half, then accuracy per joule)
     scorer = create_scorer(ScorerConfig(name="cost_effective", cutline=0.5))
     worst = {"ce_vs_maxfit": np.inf, "acc_drop_vs_maxfit": -np.inf, "ce_vs_oracle": np.inf,
