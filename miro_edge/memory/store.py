@@ -8,11 +8,13 @@ a record that fails it is never served (``read`` raises, ``read_many`` skips and
 Per-class draws are uniform and cost O(log N): every class keeps dense ordinals
 ``0 .. count-1`` in an index, so a draw is ``count`` random integers and one index probe, and
 eviction fills its holes by moving the class's last ordinals into them. Class counts live in
-the database; nothing per record is held in RAM. ``draw`` (the swap worker's call) draws and reads
-records of several labels at once, usually in one statement, and decodes them in one pass.
+the database. ``draw`` (the swap worker's call) draws and reads records of several labels at once
+and decodes them in one pass.
 
-Backends (one module each, registered in ``STORE_BACKENDS``): ``sqlite`` (stdlib; the default,
-chosen with ``benches/store_reads.py``, see docs/store.md) and ``lmdb`` (extra ``lmdb``).
+Backends (one module each, registered in ``STORE_BACKENDS``): ``slots`` (the default, chosen with
+``benches/store_reads.py``, see docs/store.md: payloads in a fixed-stride file read with one
+``pread`` each, index in SQLite, 8 bytes of RAM per record), ``sqlite`` (everything in one SQLite
+file, nothing per record in RAM) and ``lmdb`` (extra ``lmdb``).
 """
 import dataclasses
 import heapq
@@ -31,15 +33,16 @@ import numpy as np
 import miro_edge
 from miro_edge.config import field, require
 from miro_edge.errors import ConfigError, CorruptRecordError, InputError, StoreError, StoreFullError
-from miro_edge.memory import store_lmdb, store_sqlite  # noqa: F401  (register the backends)
+from miro_edge.memory import store_lmdb, store_slots, store_sqlite
 from miro_edge.memory.store_backend import (INFO_FORMAT_VERSION, SPLITS, STORE_BACKENDS, RawRecord, ReadTxn,
                                             StoreBackend, WriteTxn, detect_backend)
 from miro_edge.memory.types import StoredSample
 
 logger = logging.getLogger(__name__)
 
+BACKEND_MODULES = (store_lmdb, store_slots, store_sqlite)  # importing them registers the backends
 FORMAT_VERSION = 1
-DEFAULT_BACKEND = "sqlite"  # decided by benches/store_reads.py; numbers and reasons in docs/store.md
+DEFAULT_BACKEND = "slots"  # decided by benches/store_reads.py; numbers and reasons in docs/store.md
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _CRC_HEAD = struct.Struct("<qqqB")
 _NUMERIC_KINDS = "biufc"
@@ -63,8 +66,8 @@ class StoreVersionError(StoreError):
 class StoreConfig:
     """The ``store`` section of the config (the path is given where the store is opened)."""
 
-    backend: Optional[str] = field(None, help="embedded database holding the samples: sqlite or lmdb; null: "
-                                              "the one already at the path, else sqlite")
+    backend: Optional[str] = field(None, help="how the samples are stored: slots, sqlite or lmdb; null: "
+                                              "the one already at the path, else slots")
     quota_bytes: Optional[int] = field(None, help="cap on stored sample bytes (payload + metadata); "
                                                   "over it, ingest evicts class-balanced")
     quota_samples: Optional[int] = field(None, help="cap on the number of stored samples; over it, "
@@ -534,7 +537,7 @@ class SampleStore:
         with self._backend.read(snapshot=exact) as txn:
             raws, lost = _isolating(txn.records_at_fractions, code, picks)
             expected = len(picks)
-            if lost or len(raws) != expected or len({raw.record_id for raw in raws}) != expected:
+            if lost or len(raws) != expected or len({raw[0] for raw in raws}) != expected:  # [0]: the id
                 if not exact:
                     return None
                 raws, more_lost, expected = _top_up(txn, code, wanted, raws, rng)
@@ -618,7 +621,7 @@ class SampleStore:
                     self._warn_corrupt(raw[0])
             out, corrupt = self._decode_many(good)
             return out, corrupt + n - len(good)
-        rows = np.frombuffer(buf, dtype=dtype).reshape((n,) + shape) if nbytes else np.zeros((n,) + shape, dtype)
+        rows = np.ndarray((n,) + shape, dtype, buf) if nbytes else np.zeros((n,) + shape, dtype)  # over buf, writable
         crc32, head, new, splits = zlib.crc32, _CRC_HEAD.pack, tuple.__new__, SPLITS
         out = []  # type: List[StoredSample]
         corrupt = 0

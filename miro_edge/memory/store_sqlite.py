@@ -4,6 +4,7 @@ Durability: WAL journal with ``synchronous=FULL``, so every COMMIT fsyncs the WA
 returns (with ``NORMAL`` a power cut could roll back the last commits). The database file is
 created 0600 before SQLite opens it; SQLite gives its ``-wal`` and ``-shm`` files the same mode.
 """
+import errno
 import logging
 import os
 import sqlite3
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from miro_edge.errors import ConfigError, CorruptRecordError, StoreError, StoreFullError
-from miro_edge.memory.store_backend import (STORE_BACKENDS, RawRecord, ReadTxn, StoreBackend, WriteTxn,
+from miro_edge.memory.store_backend import (STORE_BACKENDS, RawRecord, StoreBackend, WriteTxn,
                                             pad_params)
 from miro_edge.utils.atomic import fsync_dir
 
@@ -26,15 +27,18 @@ _OPTIONS = {
     "mmap_bytes": "bytes of the file SQLite may memory-map for reads (default 0: off)",
     "busy_timeout_s": "seconds to wait for another process's write lock (default 30)",
     "max_page_count": "cap on database pages; used to simulate a full disk in tests",
-}
-_SCHEMA = (
+}  # type: Dict[str, str]
+CLASS_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS records_by_class ON records(split, label, ord)"
+COMMON_SCHEMA = (  # the tables every SQLite-indexed backend shares
     "CREATE TABLE IF NOT EXISTS info(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS classes(split INTEGER NOT NULL, label INTEGER NOT NULL, "
     "count INTEGER NOT NULL, PRIMARY KEY(split, label)) WITHOUT ROWID",
+)
+_SCHEMA = COMMON_SCHEMA + (
     "CREATE TABLE IF NOT EXISTS records(id INTEGER PRIMARY KEY, split INTEGER NOT NULL, "
     "label INTEGER NOT NULL, ord INTEGER NOT NULL, task_id INTEGER NOT NULL, crc INTEGER NOT NULL, "
     "meta BLOB, payload BLOB NOT NULL)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS records_by_class ON records(split, label, ord)",
+    CLASS_INDEX,
 )
 
 
@@ -62,6 +66,14 @@ def map_error(exc: sqlite3.Error, path: Path, what: str) -> StoreError:
         return CorruptRecordError(
             "{} failed: SQLite reports damage in {} ({}); run SampleStore.verify() to list the bad "
             "records and restore the store from a backup if the index itself is damaged".format(what, path, exc))
+    return StoreError("{} failed on {}: {}".format(what, path, exc))
+
+
+def map_os_error(exc: OSError, path: Path, what: str) -> StoreError:
+    """The same for a failed file operation: a full disk is ``StoreFullError``."""
+    if getattr(exc, "errno", None) == errno.ENOSPC:
+        return StoreFullError("{} failed: no space left on the disk holding {} ({}); nothing from this call was "
+                              "stored. Free space or set a quota and retry".format(what, path, exc))
     return StoreError("{} failed on {}: {}".format(what, path, exc))
 
 
@@ -210,17 +222,20 @@ class _Write(object):
             b._wconn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise map_error(exc, b.db_path, "starting a write") from exc
+        b._begin_write()
         return b._wtxn
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         b = self.backend
-        conn = b._wconn
         if exc_type is None:
             try:
-                conn.execute("COMMIT")
+                b._commit()
             except sqlite3.Error as commit_exc:
                 b._rollback()
                 raise map_error(commit_exc, b.db_path, "committing") from commit_exc
+            except OSError as commit_exc:
+                b._rollback()
+                raise map_os_error(commit_exc, b.path, "committing") from commit_exc
             if not b._dir_synced:  # SQLite syncs the directory for a new WAL too; once more is cheap
                 fsync_dir(b.path)
                 b._dir_synced = True
@@ -228,29 +243,36 @@ class _Write(object):
         b._rollback()
         if isinstance(exc, sqlite3.Error):
             raise map_error(exc, b.db_path, "writing") from exc
-        if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:  # ENOSPC
-            raise StoreFullError("writing failed: no space left on the disk holding {} ({}); nothing from this "
-                                 "call was stored. Free space or set a quota and retry".format(b.db_path, exc)) from exc
+        if isinstance(exc, OSError) and getattr(exc, "errno", None) == errno.ENOSPC:
+            raise map_os_error(exc, b.path, "writing") from exc
         return False
 
 
 @STORE_BACKENDS.register("sqlite")
 class SqliteBackend(StoreBackend):
-    """One SQLite database file in WAL mode; one writer connection, one reader per thread."""
+    """One SQLite database file in WAL mode; one writer connection, one reader per thread.
+
+    The class attributes and the ``_new_txn``/``_begin_write``/``_commit``/``_rollback`` hooks let
+    a backend that keeps its index in SQLite (``store_slots.py``) reuse the connection handling.
+    """
 
     name = "sqlite"
+    db_name = DB_NAME
+    schema = _SCHEMA  # type: Tuple[str, ...]
+    options_help = _OPTIONS  # type: Mapping[str, str]
 
     @classmethod
     def detect(cls, path: Path) -> bool:
-        return (path / DB_NAME).is_file()
+        return (path / cls.db_name).is_file()
 
     def __init__(self, path: Path, create: bool, options: Mapping[str, Any]) -> None:
-        unknown = sorted(set(options) - set(_OPTIONS))
+        unknown = sorted(set(options) - set(self.options_help))
         if unknown:
-            raise ConfigError("unknown sqlite store option(s) {}; known: {}".format(
-                ", ".join(unknown), "; ".join("{} ({})".format(k, v) for k, v in sorted(_OPTIONS.items()))))
+            raise ConfigError("unknown {} store option(s) {}; known: {}".format(
+                self.name, ", ".join(unknown),
+                "; ".join("{} ({})".format(k, v) for k, v in sorted(self.options_help.items()))))
         self.path = path
-        self.db_path = path / DB_NAME
+        self.db_path = path / self.db_name
         self._cache_kib = int(options.get("cache_kib", 8192))
         self._mmap = int(options.get("mmap_bytes", 0))
         self._timeout = float(options.get("busy_timeout_s", 30.0))
@@ -277,13 +299,17 @@ class SqliteBackend(StoreBackend):
             if "max_page_count" in options:
                 self._wconn.execute("PRAGMA max_page_count={:d}".format(int(options["max_page_count"])))
             self._wconn.execute("BEGIN IMMEDIATE")
-            for stmt in _SCHEMA:
+            for stmt in self.schema:
                 self._wconn.execute(stmt)
             self._wconn.execute("COMMIT")
         except sqlite3.Error as exc:
             self.close()
             raise map_error(exc, self.db_path, "opening the store") from exc
-        self._wtxn = _Txn(self._wconn, self.db_path)
+        self._wtxn = self._new_txn(self._wconn, True)
+
+    def _new_txn(self, conn: sqlite3.Connection, writer: bool) -> _Txn:
+        """The statements object over ``conn`` (the writer's, or one reader thread's)."""
+        return _Txn(conn, self.db_path)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(str(self.db_path), timeout=self._timeout, isolation_level=None,
@@ -296,15 +322,26 @@ class SqliteBackend(StoreBackend):
     def _reader(self) -> _Txn:
         txn = getattr(self._local, "txn", None)
         if txn is None:
-            if self._closed:
-                raise StoreError("the store at {} is closed".format(self.path))
-            conn = self._connect()
-            conn.execute("PRAGMA query_only=ON")
-            with self._readers_lock:
-                self._readers.append(conn)
-            txn = _Txn(conn, self.db_path)
+            txn = self._new_txn(self._reader_conn(), False)
             self._local.txn = txn
         return txn
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        """A new read-only connection, closed with the backend."""
+        if self._closed:
+            raise StoreError("the store at {} is closed".format(self.path))
+        conn = self._connect()
+        conn.execute("PRAGMA query_only=ON")
+        with self._readers_lock:
+            self._readers.append(conn)
+        return conn
+
+    def _begin_write(self) -> None:
+        """Called right after BEGIN IMMEDIATE (the write lock is held)."""
+
+    def _commit(self) -> None:
+        """Make the open write transaction durable (COMMIT fsyncs the WAL)."""
+        self._wconn.execute("COMMIT")
 
     def _rollback(self) -> None:
         if self._wconn.in_transaction:

@@ -14,7 +14,7 @@ from miro_edge.memory.store import (RecordNotFoundError, SampleStore, StoreConfi
                                     distinct_ints)
 from miro_edge.memory.types import SampleSource
 
-BACKENDS = ["sqlite", "lmdb"]
+BACKENDS = ["sqlite", "lmdb", "slots"]
 
 
 def _x(i, shape=(4, 3), dtype=np.float32):
@@ -219,8 +219,10 @@ def test_files_private_and_durability_settings(tmp_path, backend):
         for name in names:
             assert stat.S_IMODE(os.stat(str(path / name)).st_mode) == 0o600, name
         settings = s.settings()
-    if backend == "sqlite":
+    if backend in ("sqlite", "slots"):
         assert settings["journal_mode"] == "wal" and settings["synchronous"] == "FULL"
+        if backend == "slots":
+            assert settings["payload_synced_before_commit"] is True and settings["payload_sync"] == "fdatasync"
     else:
         assert settings["sync"] is True and settings["metasync"] is True and settings["map_async"] is False
 
@@ -251,7 +253,11 @@ def test_config_and_default_backend(tmp_path):
     with pytest.raises(ConfigError, match="store.quota_samples"):
         StoreConfig(quota_samples=0)
     with SampleStore.from_config(tmp_path / "a", StoreConfig(quota_samples=5)) as s:
-        assert s.backend_name == store_mod.DEFAULT_BACKEND == "sqlite" and s.quota_samples == 5
+        assert s.backend_name == store_mod.DEFAULT_BACKEND == "slots" and s.quota_samples == 5
+    with SampleStore(tmp_path / "old", backend="sqlite") as s:
+        s.ingest(_x(0), 0, task_id=0)
+    with SampleStore.from_config(tmp_path / "old", StoreConfig()) as s:  # an existing store keeps its backend
+        assert s.backend_name == "sqlite" and len(s) == 1
     with SampleStore.from_config(tmp_path / "b", StoreConfig(backend="lmdb", quota_bytes=100)) as s:
         assert s.backend_name == "lmdb" and s.quota_bytes == 100
 

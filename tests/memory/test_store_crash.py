@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from miro_edge.errors import CorruptRecordError, StoreFullError
-from miro_edge.memory import store_lmdb, store_sqlite
+from miro_edge.memory import store_lmdb, store_slots, store_sqlite
 from miro_edge.memory.store import SampleStore
 
-BACKENDS = ["sqlite", "lmdb"]
+BACKENDS = ["sqlite", "lmdb", "slots"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -42,7 +42,7 @@ def test_flipped_payload_byte_is_detected_skipped_and_counted(tmp_path, backend)
     path = tmp_path / "s"
     with SampleStore(path, backend=backend) as s:
         s.ingest_batch(np.stack([_sample(i) for i in range(20)]), [i % 2 for i in range(20)], task_id=0)
-        db = [f for f in s.files() if f.name in ("samples.sqlite3", "data.mdb")][0]
+        db = [f for f in s.files() if f.name in ("samples.sqlite3", "data.mdb", "slots.bin")][0]
     _flip_on_disk(db, _sample(7).tobytes(), 100)  # closed: WAL checkpointed into the main file
     with SampleStore(path) as s:
         with pytest.raises(CorruptRecordError, match="record 7"):
@@ -59,11 +59,12 @@ def test_flipped_payload_byte_is_detected_skipped_and_counted(tmp_path, backend)
         assert len(drawn) == 9 and 7 not in [r.record_id for r in drawn]
 
 
-def test_tampered_label_fails_the_checksum(tmp_path):
+@pytest.mark.parametrize("backend,db", [("sqlite", "samples.sqlite3"), ("slots", "slots-index.sqlite3")])
+def test_tampered_label_fails_the_checksum(tmp_path, backend, db):
     path = tmp_path / "s"
-    with SampleStore(path, backend="sqlite") as s:
+    with SampleStore(path, backend=backend) as s:
         s.ingest_batch(np.stack([_sample(i) for i in range(4)]), [0, 1, 0, 1], task_id=0)
-    conn = sqlite3.connect(str(path / "samples.sqlite3"))
+    conn = sqlite3.connect(str(path / db))  # slots: the index row then disagrees with the slot header
     conn.execute("UPDATE records SET label=5 WHERE id=2")  # what a bit flip in the label would do
     conn.commit()
     conn.close()
@@ -83,7 +84,9 @@ def _fill_until_full(s, start=0):
 
 
 @pytest.mark.parametrize("backend,options", [("sqlite", {"max_page_count": 40}),
-                                             ("lmdb", {"map_size_bytes": 256 * 1024})])
+                                             ("lmdb", {"map_size_bytes": 256 * 1024}),
+                                             ("slots", {"max_page_count": 40}),  # the index fills up
+                                             ("slots", {"max_slot_bytes": 64 * 1024})])  # the slot file does
 def test_full_disk_keeps_every_acknowledged_sample(tmp_path, backend, options):
     path = tmp_path / "s"
     with SampleStore(path, backend=backend, backend_options=options) as s:
@@ -104,7 +107,7 @@ def test_full_disk_keeps_every_acknowledged_sample(tmp_path, backend, options):
 def test_enospc_during_write_is_store_full(tmp_path, backend, monkeypatch):
     with SampleStore(tmp_path / "s", backend=backend) as s:
         s.ingest(_sample(0), 0, task_id=0)
-        target = {"sqlite": store_sqlite._Txn, "lmdb": store_lmdb._Txn}[backend]
+        target = {"sqlite": store_sqlite._Txn, "lmdb": store_lmdb._Txn, "slots": store_slots._SlotTxn}[backend]
 
         def no_space(self, rows):
             raise OSError(errno.ENOSPC, "No space left on device")

@@ -12,7 +12,7 @@ from miro_edge.memory.store import SampleStore
 from miro_edge.memory.store_backend import ReadTxn
 from miro_edge.memory.swap import SwapConfig, SwapWorker
 
-BACKENDS = ["sqlite", "lmdb"]
+BACKENDS = ["sqlite", "lmdb", "slots"]
 
 
 def _x(i, shape=(4, 3)):
