@@ -210,6 +210,9 @@ class SampleStore:
         self._nbytes = 0
         self._layout_fixed = False
         self._corrupt_warned = 0
+        # whether the last draw had to be settled in a snapshot (repeats are likely when labels ask
+        # for many records of small classes): then the next draw starts there, read once, not twice
+        self._draw_exact_first = False
 
         want_shape = None if sample_shape is None else tuple(_as_int(d, "sample_shape entry", 0) for d in sample_shape)
         want_dtype = None if dtype is None else _check_dtype(dtype)
@@ -523,27 +526,31 @@ class SampleStore:
         # asking for more than they hold are settled exactly below.
         labels = [lab for lab, k in wanted.items() for _ in range(k)]
         picks = sorted(zip(labels, rng.random(len(labels)).tolist()))  # sorted probes share index pages
-        got = self._draw_once(code, wanted, picks, rng, exact=False)
-        if got is None:  # a repeat or a shortfall somewhere: redo in one snapshot, exactly
+        got = None if self._draw_exact_first else self._draw_once(code, wanted, picks, rng, exact=False)
+        self._draw_exact_first = got is None
+        if got is None:  # a repeat or a shortfall somewhere: (re)do in one snapshot, exactly
             got = self._draw_once(code, wanted, picks, rng, exact=True)
-        out, corrupt, missing = got  # type: ignore[misc]
+            self._draw_exact_first = got[3]  # type: ignore[index]
+        out, corrupt, missing = got[:3]  # type: ignore[misc]
         self._count_reads(len(out), corrupt, missing)
         return out
 
     def _draw_once(self, code: int, wanted: Dict[int, int], picks: List[Tuple[int, float]],
-                   rng: np.random.Generator, exact: bool) -> Optional[Tuple[List[StoredSample], int, int]]:
-        """One attempt of ``draw``: (samples, corrupt, missing), or None when not ``exact`` and
-        some label came short (a repeated ordinal, or fewer records than asked)."""
+                   rng: np.random.Generator, exact: bool) -> Optional[Tuple[List[StoredSample], int, int, bool]]:
+        """One attempt of ``draw``: (samples, corrupt, missing, whether it had to be settled), or
+        None when not ``exact`` and some label came short (a repeated ordinal, or fewer records
+        than asked)."""
         with self._backend.read(snapshot=exact) as txn:
             raws, lost = _isolating(txn.records_at_fractions, code, picks)
             expected = len(picks)
-            if lost or len(raws) != expected or len({raw[0] for raw in raws}) != expected:  # [0]: the id
+            settled = bool(lost or len(raws) != expected or len({raw[0] for raw in raws}) != expected)  # [0]: id
+            if settled:
                 if not exact:
                     return None
                 raws, more_lost, expected = _top_up(txn, code, wanted, raws, rng)
                 lost += more_lost
             samples, bad = self._decode_many(raws)  # inside: a backend may hand out views valid only here
-        return samples, lost + bad, max(0, expected - len(raws) - lost)
+        return samples, lost + bad, max(0, expected - len(raws) - lost), settled
 
     def read(self, record_id: int) -> StoredSample:
         """One record; raises ``RecordNotFoundError`` or ``CorruptRecordError``."""

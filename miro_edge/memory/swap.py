@@ -170,7 +170,9 @@ class SwapWorker:
     def _pick(self, slots: np.ndarray) -> None:
         """Choose ``swap_ratio`` of one minibatch's EM slots for replacement."""
         count = int(round(self.swap_ratio * len(slots)))
-        if count > 0:
+        if count >= len(slots):  # all of them (swap_ratio 1): no random choice to make
+            self._pending.append(slots)
+        elif count > 0:
             self._pending.append(self._rng.choice(slots, size=count, replace=False))
 
     def _swap(self, picked: List[np.ndarray]) -> None:
