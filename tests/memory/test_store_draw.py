@@ -203,3 +203,26 @@ def test_swap_worker_refills_em_slots_from_a_real_store(tmp_path, backend):
         x, y = em.gather(range(12))
         for sample, label, rid in zip(x.numpy(), y.tolist(), em.record_ids):
             assert np.all(sample == rid) and rid % 3 == label  # each slot holds its record, same class
+
+
+def test_draws_that_keep_repeating_ordinals_read_each_record_once(tmp_path, backend):
+    """A swap worker asking for most of a small class repeats ordinals in almost every draw; after
+    the first such draw the store settles the next ones in one snapshot instead of reading every
+    record twice (once optimistically, once exactly)."""
+    with SampleStore(tmp_path / "s", backend=backend) as s:
+        _fill(s, [0] * 12 + [1] * 12)
+        calls = Counter()
+        real_read = s._backend.read
+
+        def counting_read(snapshot=True):
+            calls["snapshot" if snapshot else "plain"] += 1
+            return real_read(snapshot)
+
+        s._backend.read = counting_read
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            got = s.draw({0: 10, 1: 10}, rng)
+            assert Counter(r.label for r in got) == {0: 10, 1: 10}
+            assert len({r.record_id for r in got}) == 20
+        # 20 draws: the first is tried plainly, then settled; every later one goes straight to a snapshot
+        assert calls["plain"] + calls["snapshot"] <= 21, calls
