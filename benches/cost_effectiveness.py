@@ -8,7 +8,8 @@ every run under the same memory budget (measured fixed overhead + room for N sam
   the most accuracy per joule regardless of accuracy is printed too;
 - all data in RAM (ignores the budget: accuracy ceiling, energy worst case); no replay (floor);
 - miro_edge with the controller (every task profiled, the first over SB sizes only; profiling
-  capped at 4 % of the cheapest candidate's training; standard-error accuracy cut), profiling
+  capped at 4 % of the cheapest candidate's training; trials within 2 standard errors of the best
+  accuracy kept), profiling
   energy included in its total.
 One torch thread per run (steady timing on a shared 2-core box; as measured in BENCHMARKS.md).
 Energy comes from the active power meter; on a machine without sensors that is the calibrated
@@ -35,7 +36,7 @@ DATASETS = {"digits": dict(WORKLOADS["digits"], room_samples=600),
             "basic_motions": dict(WORKLOADS["basic_motions"], room_samples=300)}
 CONTROLLER = {"data_ratio": 0.12, "trial_epochs": 2, "warm_start_epochs": 1, "val_per_class": 20,
               "grid": {"em_steps": 3, "sb_steps": 2, "min_em_per_class": 10, "min_sb_size": 64},
-              "scorer": {"name": "cost_effective", "cutline": 0.5, "cut": "standard_error"}}
+              "scorer": {"name": "cost_effective", "cutline": 0.5, "cut": "standard_error", "se_z": 2.0}}
 SWAP = {"swap_ratio": 1.0}
 
 
