@@ -290,6 +290,18 @@ class SampleStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the sample store at {} is closed; open a new SampleStore".format(self.path))
+        if not self._layout_fixed:
+            self._adopt_layout()
+
+    def _adopt_layout(self) -> None:
+        """Take the layout another instance or process gave the store after this one opened it
+        empty; without it, this instance could not decode (and would count as corrupt) their records."""
+        with self._backend.read(snapshot=False) as txn:
+            info = txn.info()
+        if "sample_shape" in info:
+            with self._lock:
+                if not self._layout_fixed:
+                    self._set_layout(tuple(json.loads(info["sample_shape"])), np.dtype(info["dtype"]))
 
     # ---------------------------------------------------------------- ingest
     def ingest(self, x: object, label: object, task_id: object, split: str = "train",
@@ -343,10 +355,13 @@ class SampleStore:
             new_layout = not self._layout_fixed
             with self._backend.write() as txn:
                 info = txn.info()
-                if new_layout:
-                    if "sample_shape" in info:  # another process fixed the layout meanwhile
-                        raise InputError("the store at {} was given a layout by another process; reopen it"
-                                         .format(self.path))
+                if new_layout and "sample_shape" in info:  # another instance or process fixed it meanwhile
+                    theirs = (tuple(json.loads(info["sample_shape"])), np.dtype(info["dtype"]))
+                    if theirs != (shape, dtype):
+                        raise InputError("the store at {} holds samples of shape {} and dtype {} (set by another "
+                                         "instance or process); got shape {} and dtype {}; nothing was stored"
+                                         .format(self.path, theirs[0], theirs[1], shape, dtype))
+                elif new_layout:
                     txn.put_info(self._layout_info(shape, dtype))
                 first = int(info["next_id"])
                 data_bytes = int(info["data_bytes"])

@@ -296,3 +296,20 @@ def test_concurrent_readers_and_evicting_writer(tmp_path, backend):
         assert not errors, errors
         assert s.stats.corrupt_skipped == 0
         assert len(s) == 100 and s.verify().ok
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "slots"])  # LMDB opens an environment once per process
+def test_an_instance_opened_empty_adopts_the_layout_another_instance_gives(tmp_path, backend):
+    """Two instances open an empty store (e.g. a reader thread's and the ingesting app's); the first
+    ingest of one fixes the layout: the other reads those records (never counted as corrupt), ingests
+    samples of the same layout, and refuses others naming expected vs got, storing nothing."""
+    path = tmp_path / "s"
+    with SampleStore(path, backend=backend) as a, SampleStore(path, backend=backend) as b:
+        ids = a.ingest_batch(np.ones((6, 2, 3), np.float32), [0, 0, 0, 1, 1, 1], task_id=0)
+        got = b.draw({0: 3, 1: 3}, np.random.default_rng(0))
+        assert sorted(s.record_id for s in got) == ids and b.stats.corrupt_skipped == 0
+        assert b.sample_shape == (2, 3) and b.dtype == np.float32
+        assert b.ingest(np.zeros((2, 3), np.float32), 2, task_id=1) == 6
+        with pytest.raises(InputError, match=r"\(2, 3\)"):
+            b.ingest(np.zeros((3, 3), np.float32), 2, task_id=1)
+        assert len(a) == 7 and len(b) == 7
