@@ -645,6 +645,11 @@ class PowerMeter:
             if latest is None:
                 raise MeterStateError("{} has produced no sample yet".format(self.source))
             return latest
+        return self._poll_or_fail()
+
+    def _poll_or_fail(self) -> PowerSample:
+        """Poll and publish one sample; a failing sensor marks the meter lost (every open window
+        fails with it) and raises ``SensorLostError``."""
         try:
             return self._sample_and_publish()
         except (SensorLostError, OSError, ValueError) as exc:
@@ -690,15 +695,7 @@ class PowerMeter:
             if self.streaming:
                 w._begin(self.clock(), self._latest, self.work_done())
             else:
-                try:
-                    sample = self._poll(self.clock())
-                except (SensorLostError, OSError, ValueError) as exc:
-                    lost = _as_lost(exc)
-                    self._fail(lost)
-                    if lost is exc:
-                        raise
-                    raise lost from exc
-                self._publish(sample)
+                sample = self._poll_or_fail()
                 w._begin(sample.t_s, sample, self.work_done())
             self._windows.append(w)
 

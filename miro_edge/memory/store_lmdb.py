@@ -168,6 +168,8 @@ class _Txn(WriteTxn):
 
 
 class _Read(object):
+    """A read transaction as a context manager (``_Write`` adds commit and error mapping)."""
+
     __slots__ = ("backend", "txn")
 
     def __init__(self, backend: "LmdbBackend") -> None:
@@ -178,33 +180,28 @@ class _Read(object):
         b = self.backend
         if b.env is None:
             raise StoreError("the store at {} is closed".format(b.path))
-        # buffers=True: values are views of the map, valid until the transaction ends;
-        # SampleStore decodes (and copies) records inside the ``with`` block.
-        self.txn = b.env.begin(write=False, buffers=True)
+        self.txn = self._begin(b)
         return _Txn(self.txn, b.dbs, b.path)
 
-    def __exit__(self, *exc: object) -> None:
+    def _begin(self, b: "LmdbBackend") -> Any:
+        # buffers=True: values are views of the map, valid until the transaction ends;
+        # SampleStore decodes (and copies) records inside the ``with`` block.
+        return b.env.begin(write=False, buffers=True)
+
+    def __exit__(self, *exc: object) -> Any:
         self.txn.abort()
 
 
-class _Write(object):
-    __slots__ = ("backend", "txn")
+class _Write(_Read):
+    __slots__ = ()
 
-    def __init__(self, backend: "LmdbBackend") -> None:
-        self.backend = backend
-        self.txn = None  # type: Any
-
-    def __enter__(self) -> _Txn:
-        b = self.backend
-        if b.env is None:
-            raise StoreError("the store at {} is closed".format(b.path))
+    def _begin(self, b: "LmdbBackend") -> Any:
         try:
-            self.txn = b.env.begin(write=True, buffers=False)
+            return b.env.begin(write=True, buffers=False)
         except _lmdb().Error as exc:
             raise _map_error(exc, b.path, "starting a write") from exc
-        return _Txn(self.txn, b.dbs, b.path)
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:  # type: ignore[override]
         lmdb = _lmdb()
         b = self.backend
         if exc_type is None:
