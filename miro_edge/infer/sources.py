@@ -140,6 +140,16 @@ class _Windower:
         self.channels, self.window, self.hop = channels, window, hop
         self._rows = deque(maxlen=window)  # type: Deque[np.ndarray]
         self._since = 0
+        self.skipped_lines = 0  # headers and malformed lines
+
+    def push_fields(self, fields: List[str], columns: Optional[Sequence[int]]) -> Optional[np.ndarray]:
+        """One text line's fields (``columns`` picks the channels): a window when one is due;
+        a line that does not parse as numbers is skipped and counted."""
+        row = _parse_row(fields, columns)
+        if row is None:
+            self.skipped_lines += 1
+            return None
+        return self.push(row)
 
     def push(self, row: Sequence[float]) -> Optional[np.ndarray]:
         values = np.asarray(row, dtype=np.float32)
@@ -161,8 +171,19 @@ def _parse_row(fields: List[str], columns: Optional[Sequence[int]]) -> Optional[
         return None  # a header or a malformed line
 
 
+class _WindowedSource(FrameSource):
+    """An IMU source that cuts text rows into windows with ``self._windower``."""
+
+    _windower = None  # type: _Windower
+
+    @property
+    def skipped_lines(self) -> int:
+        """Lines skipped so far because they were not numbers (headers, malformed)."""
+        return self._windower.skipped_lines
+
+
 @SOURCES.register("imu-csv")
-class CsvImuSource(FrameSource):
+class CsvImuSource(_WindowedSource):
     """IMU rows from a CSV file (one row per time step), windowed to (channels, window)."""
 
     def __init__(self, path: str, channels: int = 6, window: int = 100, hop: int = 50,
@@ -173,7 +194,6 @@ class CsvImuSource(FrameSource):
         self._windower = _Windower(channels, window, hop)
         self._handle = None  # type: Any
         self._reader = None  # type: Optional[Iterator[List[str]]]
-        self.skipped_lines = 0
 
     @classmethod
     def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> "CsvImuSource":
@@ -196,11 +216,7 @@ class CsvImuSource(FrameSource):
         for fields in self._reader:
             if not fields:
                 continue
-            row = _parse_row(fields, self.columns)
-            if row is None:
-                self.skipped_lines += 1
-                continue
-            window = self._windower.push(row)
+            window = self._windower.push_fields(fields, self.columns)
             if window is not None:
                 return window
         return None
@@ -212,7 +228,7 @@ class CsvImuSource(FrameSource):
 
 
 @SOURCES.register("imu-socket")
-class SocketImuSource(FrameSource):
+class SocketImuSource(_WindowedSource):
     """IMU rows as comma-separated text lines from a TCP server, windowed to (channels, window)."""
 
     def __init__(self, host: str, port: int, channels: int = 6, window: int = 100, hop: int = 50,
@@ -223,7 +239,6 @@ class SocketImuSource(FrameSource):
         self._windower = _Windower(channels, window, hop)
         self._sock = None  # type: Any
         self._file = None  # type: Any
-        self.skipped_lines = 0
 
     @classmethod
     def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> "SocketImuSource":
@@ -253,11 +268,7 @@ class SocketImuSource(FrameSource):
                 return None
             if not line:
                 return None
-            row = _parse_row(line.strip().split(","), None)
-            if row is None:
-                self.skipped_lines += 1
-                continue
-            window = self._windower.push(row)
+            window = self._windower.push_fields(line.strip().split(","), None)
             if window is not None:
                 return window
 
