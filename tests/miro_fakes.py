@@ -2,7 +2,7 @@
 its own tests), and small synthetic data."""
 import threading
 import time
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Sequence
 
 import numpy as np
 from miro_edge.memory.types import StoredSample
@@ -48,3 +48,28 @@ def make_source(n_per_class: int = 20, classes: Sequence[int] = (0, 1, 2), shape
     for i, label in enumerate(labels):
         xs[i] = label * 1000 + i
     return MemorySource(xs, labels, latency_s)
+
+
+def readers_during(checks: Sequence[Callable[[], None]], write: Callable[[], None]) -> List[BaseException]:
+    """Call each of ``checks`` in a loop, each in its own thread, while ``write()`` runs in this
+    one; return what the readers raised (an assertion in a thread would otherwise go unseen)."""
+    errors = []  # type: List[BaseException]
+    stop = threading.Event()
+
+    def reader(check: Callable[[], None]) -> None:
+        try:
+            while not stop.is_set():
+                check()
+        except Exception as exc:  # reported to the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(check,)) for check in checks]
+    for t in threads:
+        t.start()
+    try:
+        write()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    return errors

@@ -3,7 +3,8 @@ import os
 import stat
 import subprocess
 import sys
-import threading
+
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from miro_edge.memory import store as store_mod
 from miro_edge.memory.store import (RecordNotFoundError, SampleStore, StoreConfig, StoreVersionError,
                                     distinct_ints)
 from miro_edge.memory.types import SampleSource
+from miro_fakes import readers_during
 
 BACKENDS = ["sqlite", "lmdb", "slots"]
 
@@ -270,29 +272,20 @@ def test_import_does_not_load_lmdb():
 def test_concurrent_readers_and_evicting_writer(tmp_path, backend):
     with SampleStore(tmp_path / "s", backend=backend, quota_samples=100) as s:
         s.ingest_batch(np.stack([_x(i) for i in range(100)]), [i % 4 for i in range(100)], task_id=0)
-        errors = []
-        stop = threading.Event()
 
-        def reader():
-            rng = np.random.default_rng(threading.get_ident() % 1000)
-            try:
-                while not stop.is_set():
-                    for lab in range(4):
-                        ids = s.sample_ids(lab, 5, rng)
-                        assert len(set(ids)) == len(ids)
-                        for r in s.read_many(ids):
-                            assert r.label == lab and r.x[0, 0] == r.x[3, 2]
-            except Exception as exc:  # reported to the main thread
-                errors.append(exc)
+        def check(rng):
+            for lab in range(4):
+                ids = s.sample_ids(lab, 5, rng)
+                assert len(set(ids)) == len(ids)
+                for r in s.read_many(ids):
+                    assert r.label == lab and r.x[0, 0] == r.x[3, 2]
 
-        threads = [threading.Thread(target=reader) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for i in range(100, 300, 8):
-            s.ingest_batch(np.stack([_x(j) for j in range(i, i + 8)]), [j % 4 for j in range(i, i + 8)], task_id=1)
-        stop.set()
-        for t in threads:
-            t.join()
+        def write():
+            for i in range(100, 300, 8):
+                s.ingest_batch(np.stack([_x(j) for j in range(i, i + 8)]), [j % 4 for j in range(i, i + 8)],
+                               task_id=1)
+
+        errors = readers_during([partial(check, np.random.default_rng(seed)) for seed in (1, 2)], write)
         assert not errors, errors
         assert s.stats.corrupt_skipped == 0
         assert len(s) == 100 and s.verify().ok

@@ -1,7 +1,8 @@
 """SampleStore.draw (the swap worker's batched draw + read) and the batched decode behind reads."""
 import sqlite3
-import threading
 from collections import Counter
+
+from functools import partial
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.store import SampleStore
 from miro_edge.memory.store_backend import ReadTxn
 from miro_edge.memory.swap import SwapConfig, SwapWorker
+from miro_fakes import readers_during
 
 BACKENDS = ["sqlite", "lmdb", "slots"]
 
@@ -157,29 +159,19 @@ def test_backend_fraction_query_matches_the_generic_one(tmp_path, backend):
 def test_draw_during_evicting_writes(tmp_path, backend):
     with SampleStore(tmp_path / "s", backend=backend, quota_samples=80) as s:
         _fill(s, [i % 4 for i in range(80)])
-        errors = []
-        stop = threading.Event()
 
-        def reader():
-            rng = np.random.default_rng(threading.get_ident() % 1000)
-            try:
-                while not stop.is_set():
-                    got = s.draw({0: 3, 1: 2, 3: 4}, rng)
-                    assert Counter(r.label for r in got) == {0: 3, 1: 2, 3: 4}
-                    assert len({r.record_id for r in got}) == len(got)
-                    for r in got:
-                        assert r.record_id % 4 == r.label and r.x[0, 0] == r.record_id
-            except Exception as exc:  # reported to the main thread
-                errors.append(exc)
+        def check(rng):
+            got = s.draw({0: 3, 1: 2, 3: 4}, rng)
+            assert Counter(r.label for r in got) == {0: 3, 1: 2, 3: 4}
+            assert len({r.record_id for r in got}) == len(got)
+            for r in got:
+                assert r.record_id % 4 == r.label and r.x[0, 0] == r.record_id
 
-        threads = [threading.Thread(target=reader) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for i in range(80, 240, 8):
-            _fill(s, [j % 4 for j in range(i, i + 8)], start=i)
-        stop.set()
-        for t in threads:
-            t.join()
+        def write():
+            for i in range(80, 240, 8):
+                _fill(s, [j % 4 for j in range(i, i + 8)], start=i)
+
+        errors = readers_during([partial(check, np.random.default_rng(seed)) for seed in (1, 2)], write)
         assert not errors, errors
         assert s.stats.corrupt_skipped == 0 and s.stats.missing_skipped == 0
         assert s.verify().ok

@@ -7,9 +7,9 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import pytest
 from miro_edge.errors import ConfigError, CorruptRecordError, StoreError, StoreFullError
 from miro_edge.memory import store_slots
 from miro_edge.memory.store import SampleStore
+from miro_fakes import readers_during
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -195,32 +196,23 @@ def test_reads_racing_slot_reuse_in_one_process_never_go_wrong(tmp_path):
     with SampleStore(path, backend="slots", sample_shape=(256,), dtype=np.uint8, quota_samples=48) as s, \
             SampleStore(path) as other:
         _fill(s, 0, 48)
-        errors, reads = [], Counter()
-        stop = threading.Event()
+        reads = Counter()
 
-        def reader(store, name, seed):
-            rng = np.random.default_rng(seed)
-            try:
-                while not stop.is_set():
-                    got = store.draw({0: 3, 1: 2, 2: 4, 3: 1}, rng)
-                    assert Counter(r.label for r in got) == {0: 3, 1: 2, 2: 4, 3: 1}
-                    _check(got)
-                    ids = store.sample_ids(int(rng.integers(4)), 5, rng)
-                    _check(store.read_many(ids))
-                    reads[name] += len(got)
-            except Exception as exc:  # reported to the main thread
-                errors.append(exc)
+        def reader(store, name, rng):
+            got = store.draw({0: 3, 1: 2, 2: 4, 3: 1}, rng)
+            assert Counter(r.label for r in got) == {0: 3, 1: 2, 2: 4, 3: 1}
+            _check(got)
+            ids = store.sample_ids(int(rng.integers(4)), 5, rng)
+            _check(store.read_many(ids))
+            reads[name] += len(got)
 
-        threads = [threading.Thread(target=reader, args=(s, "same", 1)),
-                   threading.Thread(target=reader, args=(s, "same2", 2)),
-                   threading.Thread(target=reader, args=(other, "other", 3))]
-        for t in threads:
-            t.start()
-        for i in range(48, 48 + 4 * 150, 4):  # every commit evicts 4 and reuses 4 slots
-            _fill(s, i, 4)
-        stop.set()
-        for t in threads:
-            t.join()
+        def write():
+            for i in range(48, 48 + 4 * 150, 4):  # every commit evicts 4 and reuses 4 slots
+                _fill(s, i, 4)
+
+        errors = readers_during([partial(reader, store, name, np.random.default_rng(seed))
+                                 for store, name, seed in ((s, "same", 1), (s, "same2", 2), (other, "other", 3))],
+                                write)
         assert not errors, errors
         assert min(reads.values()) > 0
         for st in (s.stats, other.stats):
