@@ -542,11 +542,9 @@ class SampleStore:
         labels = [lab for lab, k in wanted.items() for _ in range(k)]
         picks = sorted(zip(labels, rng.random(len(labels)).tolist()))  # sorted probes share index pages
         got = None if self._draw_exact_first else self._draw_once(code, wanted, picks, rng, exact=False)
-        self._draw_exact_first = got is None
         if got is None:  # a repeat or a shortfall somewhere: (re)do in one snapshot, exactly
             got = self._draw_once(code, wanted, picks, rng, exact=True)
-            self._draw_exact_first = got[3]  # type: ignore[index]
-        out, corrupt, missing = got[:3]  # type: ignore[misc]
+        out, corrupt, missing, self._draw_exact_first = got  # type: ignore[misc]
         self._count_reads(len(out), corrupt, missing)
         return out
 
