@@ -503,9 +503,10 @@ class SampleStore:
         lab = _as_int(label, "label")
         code = _split_code(split)
         n = _as_int(n, "n", 0)
-        # Fast path without an explicit snapshot: the count and the ordinal probe are two
-        # statements, so a concurrent eviction in between can leave a probe empty; then redo
-        # both inside one snapshot (with ordinals dense, that never misses).
+        # Fast path without an explicit snapshot: the count and the ordinal probes may see two
+        # states of the store (a concurrent eviction moves records between ordinals), which shows
+        # as an empty probe or as one record at two ordinals; then redo both inside one snapshot
+        # (with ordinals dense, that never misses).
         for snapshot in (False, True):
             with self._backend.read(snapshot=snapshot) as txn:
                 count = txn.count(code, lab)
@@ -513,7 +514,7 @@ class SampleStore:
                 if k <= 0:
                     return []
                 ids = txn.ids_at(code, lab, distinct_ints(rng, count, k))
-            if None not in ids:
+            if None not in ids and len(set(ids)) == len(ids):
                 break
         return [i for i in ids if i is not None]
 

@@ -464,7 +464,10 @@ class _SlotReadTxn(_SlotTxn):
                 if lab == label and sp == split and (rid ^ e) & _TAG == 0:
                     out.append(rid)
                     continue
-            if 0 <= o < n:  # a stale index or a damaged header: ask SQLite
+            if 0 <= o < n and self.conn.in_transaction:  # a stale entry or a damaged header: SQLite decides
+                # only inside a snapshot: there SQLite's state is the pinned index's. Outside one,
+                # SQLite may be newer and hand out a record that another ordinal's entry (pinned at
+                # the older state) already names: a duplicate. None makes the caller redo it in one.
                 row = self.conn.execute("SELECT id FROM records WHERE split=? AND label=? AND ord=?",
                                         (split, label, int(o))).fetchone()
                 out.append(None if row is None else int(row[0]))
@@ -536,7 +539,10 @@ class _SlotReadTxn(_SlotTxn):
                         gone.add(k)
                 if gone:
                     out[:] = [r for k, r in enumerate(out) if k not in gone]
-            if stale:  # a stale index, a reused slot or a damaged header: SQLite decides
+            if stale and self.conn.in_transaction:  # a stale index, a reused slot or a damaged header: SQLite
+                # decides, inside a snapshot only (its state is the pinned index's). Outside one they are
+                # left out: mixing a newer state in could serve one record twice; the shortfall makes
+                # ``SampleStore.draw`` settle the draw in a snapshot.
                 rows = [self.conn.execute(_ROW_SQL + " WHERE split=? AND label=? AND ord=?", (split, lab, o)).fetchone()
                         for lab, o in stale]
                 out.extend(r for r in self.from_rows([r for r in rows if r is not None]) if r is not None)
