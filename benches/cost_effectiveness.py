@@ -30,7 +30,7 @@ from miro_edge.controller.scorer import ScorerConfig, Trial, create_scorer
 from miro_edge.controller.grid import Candidate
 from miro_edge.recorder import read_events
 from miro_edge.session import SessionConfig, run_session
-from miro_edge.train.models import create_model
+from miro_edge.model.architectures import create_model
 
 DATASETS = {"digits": dict(WORKLOADS["digits"], room_samples=600),
             "basic_motions": dict(WORKLOADS["basic_motions"], room_samples=300)}

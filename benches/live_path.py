@@ -25,14 +25,14 @@ from _common import ROOT, median, parser, result
 
 import torch  # noqa: E402  (after _common puts the repo on sys.path)
 
-from miro_edge.train.checkpoint import model_from_checkpoint, save_checkpoint  # noqa: E402
+from miro_edge.model.checkpoint import model_from_checkpoint, save_checkpoint  # noqa: E402
 from miro_edge.export.pipeline import export_checkpoint, publish_model  # noqa: E402
-from miro_edge.export.registry import ModelRegistry  # noqa: E402
+from miro_edge.registry.model_registry import ModelRegistry  # noqa: E402
 from miro_edge.infer.base import EngineOptions  # noqa: E402
 from miro_edge.infer.live import LiveConfig, registry_live_loop  # noqa: E402
 from miro_edge.infer.ort_engine import OrtEngine  # noqa: E402
 from miro_edge.infer.sources import SyntheticSource  # noqa: E402
-from miro_edge.train.models import create_model  # noqa: E402
+from miro_edge.model.architectures import create_model  # noqa: E402
 
 SHAPE = (1, 8, 8)
 
@@ -93,7 +93,7 @@ def part1(work: Path, rounds: int, calls: int) -> dict:
 
 PUBLISHER = textwrap.dedent("""
     import sys, time, json
-    from miro_edge.export.registry import ModelRegistry
+    from miro_edge.registry.model_registry import ModelRegistry
     root, start, times, pairs = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
     reg = ModelRegistry(root)
     print("ready", flush=True)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from miro_edge.energy import create_meter
-from miro_edge.train.models import create_model
+from miro_edge.model.architectures import create_model
 
 TX2_RAILS = {"0-0040/iio:device0": ("VDD_SYS_GPU", "VDD_SYS_SOC", "VDD_4V0_WIFI"),
              "0-0041/iio:device1": ("VDD_IN", "VDD_SYS_CPU", "VDD_SYS_DDR")}

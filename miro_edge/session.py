@@ -29,10 +29,10 @@ from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.sb import StreamBuffer
 from miro_edge.recorder import Recorder
 from miro_edge.train.callbacks import TrainCallback, replay_callbacks
-from miro_edge.train.checkpoint import model_from_checkpoint, save_checkpoint
+from miro_edge.model.checkpoint import model_from_checkpoint, save_checkpoint
 from miro_edge.train.metrics import AccuracyMatrix
-from miro_edge.train.models import create_model
-from miro_edge.utils.memory import release_memory
+from miro_edge.model.architectures import create_model
+from miro_edge.device.memory import release_memory
 from miro_edge.train.trainer import FitReport, IncrementalTrainer, TrainConfig, accuracy
 
 logger = logging.getLogger(__name__)
@@ -385,7 +385,7 @@ def run_session(config: SessionConfig, out_dir: Optional[str] = None,
                         class_order=stream.class_order, input_shape=list(stream.input_shape))
         controller = None
         if config.controller.enabled:
-            from miro_edge.energy.resources import ResourceMonitor
+            from miro_edge.device.resources import ResourceMonitor
             controller = create_controller(config.controller, config.train, meter, recorder,
                                            ResourceMonitor().snapshot)
         session = Session(config, store, stream, recorder, out, meter, extra_callbacks, controller)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from miro_edge.train.checkpoint import save_checkpoint
-from miro_edge.train.models import create_model
+from miro_edge.model.checkpoint import save_checkpoint
+from miro_edge.model.architectures import create_model
 
 SHAPES = {"cnn2d": (1, 8, 8), "cnn1d": (6, 100)}
 

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 class LoadSnapshot(Protocol):
-    """What the policy reads; ``miro_edge.energy.resources.ResourceSnapshot`` provides it."""
+    """What the policy reads; ``miro_edge.device.resources.ResourceSnapshot`` provides it."""
 
     live_load: float
     on_external_power: bool

@@ -10,7 +10,6 @@ NVML, RAPL, else the calibrated model, labelled ``estimated``) and starts its sa
             train()                       # the trainer calls meter.add_work(sample_passes=...)
     r = w.result                          # energy_j, mean_w, peak_w, rails, source, label
 
-``ResourceMonitor().snapshot()`` reports memory, I/O pressure, external power and live load.
 Importing this package loads no optional dependency (jtop and pynvml load when their meter opens).
 """
 from miro_edge.energy.base import (ESTIMATED, MEASURED, METERS, Figure, Integrator, MeterStateError,
@@ -22,12 +21,11 @@ from miro_edge.energy.config import MeterConfig, meter_from_config
 from miro_edge.energy.detect import AUTO, Probe, create_meter, meter_names, open_meter, probe_all
 from miro_edge.energy.measure import CommandEnergy, measure_command
 from miro_edge.energy.model import PROFILES, Calibration, EnergyProfile, calibrate, load_profile, save_profile
-from miro_edge.energy.resources import LoadGauge, ResourceMonitor, ResourceSnapshot
 
 __all__ = [
     "AUTO", "ESTIMATED", "MEASURED", "METERS", "PROFILES", "Calibration", "CommandEnergy", "EnergyProfile",
-    "Figure", "Integrator", "LoadGauge", "MeterConfig", "MeterStateError", "MeterUnavailableError",
-    "PowerMeter", "PowerSample", "Probe", "RailEnergy", "ResourceMonitor", "ResourceSnapshot",
+    "Figure", "Integrator", "MeterConfig", "MeterStateError", "MeterUnavailableError",
+    "PowerMeter", "PowerSample", "Probe", "RailEnergy",
     "SensorLostError", "Window", "WindowResult", "calibrate", "create_meter", "integrate", "load_profile",
     "measure_command", "meter_from_config", "meter_names", "open_meter", "probe_all", "save_profile", "watch",
 ]

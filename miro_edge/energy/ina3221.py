@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from miro_edge.energy.base import METERS, MeterUnavailableError, PowerMeter, PowerSample, SensorLostError, total_of
-from miro_edge.energy.sysfs import is_gone, read_number, read_optional, under
+from miro_edge.utils.sysfs import is_gone, read_number, read_optional, under
 
 logger = logging.getLogger(__name__)
 

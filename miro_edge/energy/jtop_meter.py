@@ -11,7 +11,7 @@ import os
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from miro_edge.energy.base import METERS, MeterUnavailableError, PowerMeter, PowerSample, SensorLostError
-from miro_edge.energy.sysfs import under
+from miro_edge.utils.sysfs import under
 from miro_edge.errors import MissingDependencyError
 from miro_edge.utils.optional import require
 

@@ -27,7 +27,7 @@ import numpy as np
 from miro_edge.config import require
 from miro_edge.energy.base import ESTIMATED, METERS, PowerMeter, PowerSample, WindowResult
 from miro_edge.energy.counters import CounterTracker
-from miro_edge.energy.sysfs import read_optional, under
+from miro_edge.utils.sysfs import read_optional, under
 from miro_edge.errors import ConfigError, InputError
 from miro_edge.utils.atomic import atomic_write_json
 

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from miro_edge.energy.base import METERS, MeterUnavailableError, PowerMeter, PowerSample, SensorLostError
 from miro_edge.energy.counters import CounterTracker
-from miro_edge.energy.sysfs import under
+from miro_edge.utils.sysfs import under
 from miro_edge.errors import MissingDependencyError
 from miro_edge.utils.optional import require
 

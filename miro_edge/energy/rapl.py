@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from miro_edge.energy.base import METERS, MeterUnavailableError, PowerMeter, PowerSample, SensorLostError
 from miro_edge.energy.counters import CounterTracker
-from miro_edge.energy.sysfs import is_gone, read_number, read_optional, under
+from miro_edge.utils.sysfs import is_gone, read_number, read_optional, under
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from miro_edge.energy.base import METERS, MeterUnavailableError, PowerMeter, PowerSample, SensorLostError, total_of
-from miro_edge.energy.sysfs import under
+from miro_edge.utils.sysfs import under
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Collection, NamedTuple, Optional, Sequence, Union
 
 from miro_edge.config import field, require
-from miro_edge.export.errors import OnnxModelError
-from miro_edge.export.hashing import sha256_file
+from miro_edge.errors import OnnxModelError
+from miro_edge.utils.hashing import sha256_file
 from miro_edge.export.targets import MAX_TORCHSCRIPT_OPSET
 from miro_edge.errors import ExportError
+from miro_edge.model.onnx_file import check_onnx
 from miro_edge.utils.atomic import atomic_write_bytes
 from miro_edge.utils.optional import require as require_module
 
@@ -176,34 +177,6 @@ def default_opset(model: Any) -> Optional[int]:
         if entry.domain in ("", "ai.onnx"):
             return int(entry.version)
     return None
-
-
-def check_onnx(path: Union[str, Path]) -> Any:
-    """Load an ONNX file and run ``onnx.checker`` (full check); return the ModelProto.
-
-    A missing, empty, truncated or corrupt file raises OnnxModelError naming the file.
-    """
-    onnx = require_module("onnx", "onnx", "checking ONNX models")
-    path = Path(path)
-    if not path.is_file():
-        raise OnnxModelError("ONNX file {} does not exist; export the model first".format(path))
-    size = path.stat().st_size
-    if size == 0:
-        raise OnnxModelError("ONNX file {} is empty (an interrupted write?); export it again".format(path))
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:
-        raise OnnxModelError("ONNX file {} ({} bytes) cannot be parsed: {}; it is truncated or corrupt, "
-                             "export it again".format(path, size, exc)) from None
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except Exception as exc:
-        raise OnnxModelError("ONNX file {} fails onnx.checker: {}; it is truncated, corrupt or was produced "
-                             "by an incompatible exporter".format(path, str(exc).strip().splitlines()[0]
-                                                                  if str(exc).strip() else exc)) from None
-    if not model.graph.input or not model.graph.output:
-        raise OnnxModelError("ONNX file {} has no graph inputs or outputs; it is truncated".format(path))
-    return model
 
 
 def _check_interface(model: Any, cfg: OnnxExportConfig, path: str) -> None:

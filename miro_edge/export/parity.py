@@ -12,7 +12,7 @@ import numpy as np
 
 from miro_edge.config import field, require
 from miro_edge.errors import InputError
-from miro_edge.export.errors import ParityError
+from miro_edge.errors import ParityError
 from miro_edge.utils.optional import require as require_module
 
 logger = logging.getLogger(__name__)

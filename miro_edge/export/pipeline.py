@@ -11,17 +11,17 @@ from typing import Any, Dict, Mapping, NamedTuple, Optional, Union
 import numpy as np
 
 from miro_edge.errors import MissingDependencyError, HardwareUnavailableError
-from miro_edge.train.checkpoint import model_from_checkpoint, read_checkpoint
-from miro_edge.export.onnx_export import OnnxExportConfig, OnnxExportResult, check_onnx, export_onnx
+from miro_edge.model.artifacts import CHECKPOINT_ARTIFACT, ONNX_ARTIFACT
+from miro_edge.model.checkpoint import model_from_checkpoint, read_checkpoint
+from miro_edge.export.onnx_export import OnnxExportConfig, OnnxExportResult, export_onnx
+from miro_edge.model.onnx_file import check_onnx
 from miro_edge.export.parity import ParityConfig, ParityReport, check_parity
-from miro_edge.export.registry import ModelRegistry, PublishResult
+from miro_edge.registry.model_registry import ModelRegistry, PublishResult
 from miro_edge.export.targets import TargetProfile, get_target
-from miro_edge.export.canary import CanaryConfig
+from miro_edge.registry.canary import CanaryConfig
 
 logger = logging.getLogger(__name__)
 
-ONNX_ARTIFACT = "model.onnx"
-CHECKPOINT_ARTIFACT = "checkpoint.pt"
 ENGINE_MODES = ("auto", "always", "never")
 
 PathLike = Union[str, Path]
@@ -74,7 +74,7 @@ def export_checkpoint(checkpoint: PathLike, out_dir: PathLike, target: Union[str
 
 def _maybe_engine(onnx_path: Path, profile: TargetProfile, mode: str, cache_dir: PathLike,
                   precision: Optional[str], samples: Optional[np.ndarray]) -> Optional[Path]:
-    from miro_edge.export.trt_builder import TrtBuildConfig, cached_engine
+    from miro_edge.trt.builder import TrtBuildConfig, cached_engine
 
     cfg = TrtBuildConfig(precision=precision or ("fp16" if profile.fp16 else "fp32"),
                          workspace_mb=profile.workspace_mb, max_batch=profile.max_batch)

@@ -14,6 +14,7 @@ import numpy as np
 
 from miro_edge.config import field, require
 from miro_edge.errors import InputError, MiroEdgeError, MissingDependencyError, HardwareUnavailableError
+from miro_edge.model.artifacts import input_shape_of  # noqa: F401  (part of this module's API)
 from miro_edge.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -119,25 +120,6 @@ class InferenceEngine:
 
     def describe(self) -> Dict[str, Any]:
         return {"engine": self.name, "input_shape": list(self.input_shape)}
-
-
-def _input_shape_from_onnx(onnx_path: Path) -> Tuple[int, ...]:
-    from miro_edge.export.trt_builder import onnx_input
-
-    return onnx_input(onnx_path)[1]
-
-
-def input_shape_of(artifacts: Mapping[str, Path]) -> Tuple[int, ...]:
-    """Per-sample input shape from a version's checkpoint (cheap) or its ONNX file."""
-    from miro_edge.export.pipeline import CHECKPOINT_ARTIFACT, ONNX_ARTIFACT
-
-    if ONNX_ARTIFACT in artifacts:
-        return _input_shape_from_onnx(Path(artifacts[ONNX_ARTIFACT]))
-    if CHECKPOINT_ARTIFACT in artifacts:
-        from miro_edge.train.checkpoint import read_checkpoint
-
-        return tuple(int(v) for v in read_checkpoint(artifacts[CHECKPOINT_ARTIFACT])["input_shape"])
-    raise InputError("no model.onnx or checkpoint.pt among artifacts {}".format(sorted(artifacts)))
 
 
 def _ensure_loaded() -> None:

@@ -334,7 +334,7 @@ def registry_live_loop(registry_root: str, source: FrameSource, engine: str = "a
                        ingest: Optional[Ingest] = None,
                        preprocess: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> LiveLoop:
     """A LiveLoop serving the registry's current version with hot swap (use it with ``with``)."""
-    from miro_edge.export.registry import ModelRegistry
+    from miro_edge.registry.model_registry import ModelRegistry
 
     cfg = config or LiveConfig()
     swapper = HotSwapper(ModelRegistry(registry_root), engine, options, cfg.poll_every_frames, cfg.poll_interval_s)
@@ -346,7 +346,7 @@ def run_live(registry_root: str, source: str = "synthetic", uri: Optional[str] =
              options: Optional[EngineOptions] = None, config: Optional[LiveConfig] = None,
              on_prediction: Optional[Callable[[Prediction], None]] = None) -> LiveStats:
     """Serve the registry's current version on a named source until it ends or a limit is hit."""
-    from miro_edge.export.registry import ModelRegistry
+    from miro_edge.registry.model_registry import ModelRegistry
     from miro_edge.infer.base import input_shape_of
     from miro_edge.infer.sources import make_source
 

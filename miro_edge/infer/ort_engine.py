@@ -40,7 +40,7 @@ class OrtEngine(InferenceEngine):
 
     def __init__(self, artifacts: Mapping[str, Path], options: Optional[EngineOptions] = None,
                  input_shape: Optional[Tuple[int, ...]] = None) -> None:
-        from miro_edge.export.pipeline import ONNX_ARTIFACT
+        from miro_edge.model.artifacts import ONNX_ARTIFACT
         from miro_edge.infer.base import input_shape_of
 
         if ONNX_ARTIFACT not in artifacts:

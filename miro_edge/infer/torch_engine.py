@@ -21,8 +21,8 @@ class TorchEngine(InferenceEngine):
     name = "torch"
 
     def __init__(self, artifacts: Mapping[str, Path], options: Optional[EngineOptions] = None) -> None:
-        from miro_edge.train.checkpoint import read_checkpoint
-        from miro_edge.export.pipeline import CHECKPOINT_ARTIFACT
+        from miro_edge.model.checkpoint import read_checkpoint
+        from miro_edge.model.artifacts import CHECKPOINT_ARTIFACT
 
         if CHECKPOINT_ARTIFACT not in artifacts:
             raise InputError("the torch engine needs a checkpoint.pt artifact; got {}".format(sorted(artifacts)))
@@ -39,7 +39,7 @@ class TorchEngine(InferenceEngine):
     def _open(self) -> None:
         import torch
 
-        from miro_edge.train.checkpoint import model_from_checkpoint
+        from miro_edge.model.checkpoint import model_from_checkpoint
 
         want = self.options.device
         if want == "cuda" and not torch.cuda.is_available():

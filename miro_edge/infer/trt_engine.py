@@ -2,7 +2,7 @@
 
 The engine file comes from the version's ``model.onnx`` through the engine cache (built on
 a miss, keyed by ONNX hash, TensorRT version, GPU, precision and shapes). I/O follows the
-installed API generation (:mod:`miro_edge.export.trt_api`): binding indices and
+installed API generation (:mod:`miro_edge.trt.api`): binding indices and
 ``execute_async_v2`` on TensorRT 8.2-8.4, tensor names and ``execute_async_v3`` from 8.5.
 """
 import importlib.util
@@ -13,7 +13,7 @@ from typing import Any, List, Mapping, Optional, Tuple
 import numpy as np
 
 from miro_edge.errors import InputError
-from miro_edge.export.errors import EngineBuildError
+from miro_edge.errors import EngineBuildError
 from miro_edge.infer.base import ENGINES, EngineOptions, InferenceEngine
 from miro_edge.utils.optional import require as require_module
 
@@ -43,7 +43,7 @@ class TrtEngine(InferenceEngine):
 
     def __init__(self, artifacts: Mapping[str, Path], options: Optional[EngineOptions] = None,
                  engine_path: Optional[Path] = None) -> None:
-        from miro_edge.export.pipeline import ONNX_ARTIFACT
+        from miro_edge.model.artifacts import ONNX_ARTIFACT
         from miro_edge.infer.base import input_shape_of
 
         if ONNX_ARTIFACT not in artifacts and engine_path is None:
@@ -62,7 +62,7 @@ class TrtEngine(InferenceEngine):
         if "model.onnx" not in artifacts:
             return "no model.onnx artifact"
         try:
-            from miro_edge.export.engine_cache import detect_compute_capability
+            from miro_edge.trt.engine_cache import detect_compute_capability
 
             detect_compute_capability()
         except Exception as exc:
@@ -70,9 +70,9 @@ class TrtEngine(InferenceEngine):
         return None
 
     def _open(self) -> None:
-        from miro_edge.export.trt_api import api_for
-        from miro_edge.export.trt_builder import TrtBuildConfig, cached_engine
-        from miro_edge.infer.cuda_mem import open_device_memory
+        from miro_edge.trt.api import api_for
+        from miro_edge.trt.builder import TrtBuildConfig, cached_engine
+        from miro_edge.trt.cuda_mem import open_device_memory
 
         trt = require_module("tensorrt", "trt", "the TensorRT inference engine")
         api = api_for(trt.__version__)

@@ -23,7 +23,7 @@ def run_app(registry: str, source: str, uri: Optional[str], fps: Optional[float]
             feedback_every: int = 0, ingest: Optional[Callable[[np.ndarray, int], Any]] = None,
             engine: str = "auto") -> Any:
     """Serve ``registry`` on ``source``; every ``feedback_every``-th frame goes to ``ingest`` with its prediction."""
-    from miro_edge.export.registry import ModelRegistry
+    from miro_edge.registry.model_registry import ModelRegistry
     from miro_edge.infer.base import EngineOptions, input_shape_of
     from miro_edge.infer.live import Prediction, registry_live_loop
     from miro_edge.infer.sources import make_source

@@ -12,14 +12,14 @@ from miro_edge.config import field, require
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.sb import StreamBuffer
 from miro_edge.train.callbacks import BatchInfo, TaskContext, TrainCallback
-from miro_edge.train.models import IncrementalClassifier
+from miro_edge.model.architectures import IncrementalClassifier
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = field("cnn2d", help="built-in model (miro_edge.train.models.MODELS)")
+    model: str = field("cnn2d", help="built-in model (miro_edge.model.architectures.MODELS)")
     width: int = field(32, help="channel width of the built-in model")
     epochs: int = field(5, help="epochs over EM ∪ SB per task")
     batch_size: int = field(32, help="minibatch size (EM and SB samples mixed)")

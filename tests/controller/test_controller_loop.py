@@ -21,7 +21,7 @@ from miro_edge.memory.swap import SwapConfig, SwapWorker
 from miro_edge.recorder import Recorder
 from miro_edge.session import holdout_splits
 from miro_edge.train.callbacks import SwapCallback, TrainCallback
-from miro_edge.train.models import create_model
+from miro_edge.model.architectures import create_model
 from miro_edge.train.trainer import IncrementalTrainer, TrainConfig
 
 SHAPE = (1, 8, 8)

@@ -1,4 +1,4 @@
-"""Fixtures for the energy tests; the fake trees live in ``energy_fakes`` (importable by name)."""
+"""Fixtures for the energy tests; the fake trees live in ``tests/energy_fakes.py`` (importable by name)."""
 from pathlib import Path
 
 import pytest

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from miro_edge.errors import ConfigError, ExportError
-from miro_edge.train.checkpoint import model_from_checkpoint, read_checkpoint
-from miro_edge.export.errors import CheckpointError, OnnxModelError, ParityError
-from miro_edge.export.onnx_export import OnnxExportConfig, check_onnx, choose_exporter, default_opset, export_onnx
+from miro_edge.model.checkpoint import model_from_checkpoint, read_checkpoint
+from miro_edge.errors import CheckpointError, OnnxModelError, ParityError
+from miro_edge.model.onnx_file import check_onnx
+from miro_edge.export.onnx_export import OnnxExportConfig, choose_exporter, default_opset, export_onnx
 from miro_edge.export.parity import ParityConfig, check_parity
 from miro_edge.export.pipeline import export_checkpoint
 from miro_edge.export.targets import TARGETS, get_target

@@ -3,7 +3,7 @@ from click.testing import CliRunner
 
 from miro_edge.cli import cli
 from miro_edge.export.pipeline import export_checkpoint, publish_model
-from miro_edge.export.registry import ModelRegistry
+from miro_edge.registry.model_registry import ModelRegistry
 
 from model_fixtures import ckpt_factory  # noqa: F401 (fixture)
 

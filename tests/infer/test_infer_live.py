@@ -9,7 +9,7 @@ import pytest
 
 from miro_edge.errors import InputError, MissingDependencyError
 from miro_edge.export.pipeline import export_checkpoint, publish_model
-from miro_edge.export.registry import ModelRegistry
+from miro_edge.registry.model_registry import ModelRegistry
 from miro_edge.infer.base import EngineOptions, InferenceEngine, create_engine
 from miro_edge.infer.hotswap import FixedEngine, HotSwapper
 from miro_edge.infer.live import LiveConfig, LiveLoop, registry_live_loop

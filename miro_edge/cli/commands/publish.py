@@ -34,9 +34,9 @@ def command(model_onnx: str, registry_dir: str, checkpoint: Optional[str], metri
             samples: Optional[str], canary_metric: str, max_drop: float, keep_last: int, force: bool) -> None:
     import numpy as np
 
-    from miro_edge.export.canary import CanaryConfig
+    from miro_edge.registry.canary import CanaryConfig
     from miro_edge.export.pipeline import publish_model
-    from miro_edge.export.registry import ModelRegistry
+    from miro_edge.registry.model_registry import ModelRegistry
 
     canary = CanaryConfig(metric=canary_metric, max_drop=max_drop)
     registry = ModelRegistry(registry_dir, keep_last=keep_last, canary=canary)

@@ -10,7 +10,7 @@ import click
               help="registry directory")
 @click.option("--to", "to_version", type=click.IntRange(1, None), default=None, help="version number to make current")
 def command(registry_dir: str, to_version: Optional[int]) -> None:
-    from miro_edge.export.registry import ModelRegistry
+    from miro_edge.registry.model_registry import ModelRegistry
 
     manifest = ModelRegistry(registry_dir).rollback(to_version)
     click.echo("current: {} (task {}, metrics {})".format(manifest.name, manifest.task_id, manifest.metrics))

@@ -12,7 +12,7 @@ import click
 @click.option("--verify", is_flag=True, help="check every artifact's sha256 (slower)")
 def command(registry_dir: str, include_rejected: bool, as_json: bool, verify: bool) -> None:
     from miro_edge.errors import RegistryError
-    from miro_edge.export.registry import ModelRegistry
+    from miro_edge.registry.model_registry import ModelRegistry
 
     registry = ModelRegistry(registry_dir)
     current = registry.current_version()

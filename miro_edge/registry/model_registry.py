@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from miro_edge.errors import RegistryError
-from miro_edge.export.canary import CanaryConfig, CanaryDecision, canary_decision
-from miro_edge.export.errors import IntegrityError, VersionNotFoundError
-from miro_edge.export.hashing import sha256_file
+from miro_edge.registry.canary import CanaryConfig, CanaryDecision, canary_decision
+from miro_edge.errors import IntegrityError, VersionNotFoundError
+from miro_edge.utils.hashing import sha256_file
 from miro_edge.utils.atomic import atomic_write, atomic_write_bytes, fsync_dir
 
 logger = logging.getLogger(__name__)

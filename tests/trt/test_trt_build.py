@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from miro_edge.errors import ConfigError
-from miro_edge.export.engine_cache import EngineCache, EngineKey, engine_key
-from miro_edge.export.errors import UnsupportedFeatureError
+from miro_edge.trt.engine_cache import EngineCache, EngineKey, engine_key
+from miro_edge.errors import UnsupportedFeatureError
 from miro_edge.export.pipeline import export_checkpoint
-from miro_edge.export.trt_api import api_for, parse_trtexec_banner, parse_version
-from miro_edge.export.trt_builder import TrtBuildConfig, onnx_input, plan_build, trtexec_command
+from miro_edge.trt.api import api_for, parse_trtexec_banner, parse_version
+from miro_edge.model.onnx_file import onnx_input
+from miro_edge.trt.builder import TrtBuildConfig, plan_build, trtexec_command
 
 from model_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
 
@@ -169,7 +170,7 @@ def test_engine_cache_rejects_mismatched_or_damaged_engines(tmp_path, ckpt_facto
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_build_engine_with_tensorrt(tmp_path, ckpt_factory, precision):
     from miro_edge.errors import HardwareUnavailableError
-    from miro_edge.export.trt_builder import cached_engine
+    from miro_edge.trt.builder import cached_engine
     from miro_edge.infer.base import EngineOptions
     from miro_edge.infer.trt_engine import TrtEngine
     import tensorrt

@@ -16,7 +16,7 @@ import dataclasses
 import re
 from typing import List, Optional, Tuple
 
-from miro_edge.export.errors import UnsupportedFeatureError
+from miro_edge.errors import UnsupportedFeatureError
 
 Version = Tuple[int, int, int]
 

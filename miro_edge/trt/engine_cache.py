@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from miro_edge.config import require
 from miro_edge.errors import HardwareUnavailableError
-from miro_edge.export.hashing import sha256_file
+from miro_edge.utils.hashing import sha256_file
 from miro_edge.utils.atomic import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@
   between two reads;
 * whether the device is on external power (``/sys/class/power_supply``; a device without a
   battery, like a Jetson dev kit or a desktop, counts as on power);
-* the live path's load, published by the inference loop through a :class:`LoadGauge`;
+* the live path's load, published by the inference loop through a :class:`~miro_edge.device.load.LoadGauge`;
 * this process's RSS (psutil).
 """
 import logging
@@ -23,7 +23,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import psutil
 
-from miro_edge.energy.sysfs import read_optional, under
+from miro_edge.device.load import LoadGauge
+from miro_edge.utils.sysfs import read_optional, under
 from miro_edge.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -32,38 +33,6 @@ logger = logging.getLogger(__name__)
 _UNLIMITED = 1 << 60
 _EXTERNAL_TYPES = frozenset({"mains", "usb", "usb_c", "usb_pd", "usb_dcp", "usb_cdp", "usb_aca", "ups",
                              "wireless", "usb_pd_drp", "brickid"})
-
-
-class LoadGauge:
-    """A thread-safe number in [0, 1] the live inference loop publishes (0 = idle, 1 = saturated).
-
-    E.g. the fraction of each frame period spent in inference, or queue depth / capacity.
-    """
-
-    def __init__(self, value: float = 0.0) -> None:
-        self._lock = threading.Lock()
-        self._value = 0.0
-        self._updated_s = None  # type: Optional[float]
-        if value:
-            self.set(value)
-
-    def set(self, value: float) -> None:
-        value = float(value)
-        if math.isnan(value) or value < 0.0:
-            raise InputError("live load must be a number in [0, 1], got {!r}".format(value))
-        with self._lock:
-            self._value = min(1.0, value)
-            self._updated_s = time.monotonic()
-
-    def get(self) -> float:
-        with self._lock:
-            return self._value
-
-    @property
-    def updated_s(self) -> Optional[float]:
-        """Monotonic time of the last ``set`` (None if never set)."""
-        with self._lock:
-            return self._updated_s
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from miro_edge.errors import RegistryError
-from miro_edge.export.canary import CanaryConfig, canary_decision
-from miro_edge.export.errors import IntegrityError, OnnxModelError, ParityError, VersionNotFoundError
+from miro_edge.registry.canary import CanaryConfig, canary_decision
+from miro_edge.errors import IntegrityError, OnnxModelError, ParityError, VersionNotFoundError
 from miro_edge.export.pipeline import export_and_publish, export_checkpoint, publish_model
-from miro_edge.export.registry import ModelRegistry
+from miro_edge.registry.model_registry import ModelRegistry
 
 from model_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
 
@@ -140,7 +140,7 @@ def test_export_and_publish_records_parity(tmp_path, ckpt_factory):
 
 PUBLISHER = textwrap.dedent("""
     import os, sys
-    from miro_edge.export.registry import ModelRegistry
+    from miro_edge.registry.model_registry import ModelRegistry
     root, onnx_path, ckpt = sys.argv[1:4]
     reg = ModelRegistry(root, keep_last=3)
     i = 0

@@ -3,8 +3,8 @@ import threading
 
 import pytest
 
-from miro_edge.energy import LoadGauge, ResourceMonitor, ResourceSnapshot
-from miro_edge.energy.resources import read_memory, read_power_supply
+from miro_edge.device import LoadGauge, ResourceMonitor, ResourceSnapshot
+from miro_edge.device.resources import read_memory, read_power_supply
 from miro_edge.errors import InputError
 
 from energy_fakes import FakeClock, write

@@ -50,7 +50,7 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
 
 def model_from_checkpoint(path: PathLike) -> Any:
     """Rebuild the model a checkpoint describes, load its weights, and return it in eval mode."""
-    from miro_edge.train.models import create_model
+    from miro_edge.model.architectures import create_model
 
     ckpt = read_checkpoint(path)
     model = create_model(str(ckpt["model_name"]), [int(v) for v in ckpt["input_shape"]],

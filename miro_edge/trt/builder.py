@@ -1,10 +1,10 @@
 """ONNX -> serialized TensorRT engine, through the Python API or ``trtexec`` as a fallback.
 
 Decisions (network flags, workspace setter, precision flags, calibration) come from
-:class:`~miro_edge.export.trt_api.TrtApi` rows via :func:`plan_build`, so they are testable
+:class:`~miro_edge.trt.api.TrtApi` rows via :func:`plan_build`, so they are testable
 without TensorRT. Builders are registered by name (``python``, ``trtexec``); ``select_builder``
 picks the Python API when ``tensorrt`` imports, else ``trtexec`` when found.
-Engines are device-specific: use :mod:`miro_edge.export.engine_cache` to reuse them safely.
+Engines are device-specific: use :mod:`miro_edge.trt.engine_cache` to reuse them safely.
 """
 import dataclasses
 import logging
@@ -19,8 +19,9 @@ import numpy as np
 
 from miro_edge.config import field, require
 from miro_edge.errors import MissingDependencyError
-from miro_edge.export.errors import EngineBuildError, UnsupportedFeatureError
-from miro_edge.export.trt_api import TrtApi, api_for, parse_trtexec_banner
+from miro_edge.errors import EngineBuildError, UnsupportedFeatureError
+from miro_edge.trt.api import TrtApi, api_for, parse_trtexec_banner
+from miro_edge.model.onnx_file import onnx_input
 from miro_edge.utils.optional import require as require_module
 from miro_edge.utils.registry import Registry
 
@@ -94,20 +95,6 @@ def plan_build(api: TrtApi, cfg: TrtBuildConfig, calibration_available: bool = F
     network_flags = ("EXPLICIT_BATCH",) if api.explicit_batch_flag_needed else ()
     workspace = "set_memory_pool_limit" if api.workspace_via_pool_limit else "max_workspace_size"
     return BuildPlan(network_flags, workspace, tuple(flags), use_calibrator, "build_serialized_network")
-
-
-def onnx_input(onnx_path: PathLike) -> Tuple[str, Tuple[int, ...]]:
-    """(name, per-sample shape) of an ONNX model's first input; axis 0 is the batch."""
-    from miro_edge.export.onnx_export import check_onnx
-
-    model = check_onnx(onnx_path)
-    inp = model.graph.input[0]
-    dims = inp.type.tensor_type.shape.dim
-    sample = tuple(int(d.dim_value) for d in dims[1:])
-    if any(v <= 0 for v in sample):
-        raise EngineBuildError("ONNX input {!r} has non-static sample dims {}; only the batch axis may be "
-                               "dynamic".format(inp.name, sample))
-    return inp.name, sample
 
 
 # --------------------------------------------------------------------------- builders
@@ -191,7 +178,7 @@ def build_with_python_api(request: BuildRequest) -> bytes:
 def make_entropy_calibrator(trt: Any, samples: Optional[np.ndarray], batch_size: int,
                             cache_file: Optional[str]) -> Any:
     """An ``IInt8EntropyCalibrator2`` fed from ``samples`` (EM samples), with an on-disk cache."""
-    from miro_edge.infer.cuda_mem import open_device_memory
+    from miro_edge.trt.cuda_mem import open_device_memory
     from miro_edge.utils.atomic import atomic_write_bytes
 
     data = None if samples is None else np.ascontiguousarray(np.asarray(samples, dtype=np.float32))
@@ -331,7 +318,7 @@ def cached_engine(onnx_path: PathLike, cache_dir: PathLike, config: Optional[Trt
                   calibration: Optional[np.ndarray] = None, compute_capability: Optional[str] = None,
                   trt_version: Optional[str] = None, builder: Optional[str] = None) -> Path:
     """Path of an engine for ``onnx_path`` on this GPU and TensorRT, built only on a cache miss."""
-    from miro_edge.export.engine_cache import EngineCache, detect_compute_capability, engine_key
+    from miro_edge.trt.engine_cache import EngineCache, detect_compute_capability, engine_key
 
     cfg = config or TrtBuildConfig()
     name, sample = onnx_input(onnx_path)
