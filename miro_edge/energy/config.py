@@ -4,7 +4,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from miro_edge.config import field, require
-from miro_edge.energy.base import Clock, PowerMeter
+from miro_edge.energy.meter import Clock
+from miro_edge.energy.meter import PowerMeter
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Shared logic of cumulative energy-counter sources (RAPL, NVML, the calibrated model)."""
 from typing import Dict, Mapping, Optional, Tuple
 
-from miro_edge.energy.base import PowerSample
+from miro_edge.energy.records import PowerSample
 
 
 class CounterTracker:

@@ -9,7 +9,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional
 
-from miro_edge.energy.base import METERS, Clock, PowerMeter
+from miro_edge.energy.meter import Clock
+from miro_edge.energy.meter import METERS, PowerMeter
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,11 @@ import glob
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
-from miro_edge.energy.base import METERS, MeterUnavailableError, PowerMeter, PowerSample, SensorLostError, total_of
+from miro_edge.energy.integrate import total_of
+from miro_edge.energy.meter import METERS, PowerMeter
+from miro_edge.energy.records import MeterUnavailableError, PowerSample, SensorLostError
 from miro_edge.utils.sysfs import is_gone, read_number, read_optional, under
 
 logger = logging.getLogger(__name__)

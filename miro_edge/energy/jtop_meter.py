@@ -8,9 +8,10 @@ In jtop 4.x ``jetson.power`` is ``{'rail': {name: {'volt', 'curr', 'power', 'avg
 """
 import logging
 import os
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional
 
-from miro_edge.energy.base import METERS, MeterUnavailableError, PowerMeter, PowerSample, SensorLostError
+from miro_edge.energy.meter import METERS, PowerMeter
+from miro_edge.energy.records import MeterUnavailableError, PowerSample, SensorLostError
 from miro_edge.utils.sysfs import under
 from miro_edge.errors import MissingDependencyError
 from miro_edge.utils.optional import require

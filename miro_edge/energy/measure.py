@@ -5,7 +5,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from miro_edge.energy.base import PowerMeter, WindowResult
+from miro_edge.energy.meter import PowerMeter
+from miro_edge.energy.records import WindowResult
 from miro_edge.energy.detect import AUTO, open_meter
 from miro_edge.errors import InputError
 

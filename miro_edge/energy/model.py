@@ -20,12 +20,13 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
 from miro_edge.config import require
-from miro_edge.energy.base import ESTIMATED, METERS, PowerMeter, PowerSample, WindowResult
+from miro_edge.energy.meter import METERS, PowerMeter
+from miro_edge.energy.records import ESTIMATED, PowerSample, WindowResult
 from miro_edge.energy.counters import CounterTracker
 from miro_edge.utils.sysfs import read_optional, under
 from miro_edge.errors import ConfigError, InputError

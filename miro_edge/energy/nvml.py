@@ -6,9 +6,10 @@ Optional extra ``nvml`` (package nvidia-ml-py, module ``pynvml``), imported when
 """
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence
 
-from miro_edge.energy.base import METERS, MeterUnavailableError, PowerMeter, PowerSample, SensorLostError
+from miro_edge.energy.meter import METERS, PowerMeter
+from miro_edge.energy.records import MeterUnavailableError, PowerSample, SensorLostError
 from miro_edge.energy.counters import CounterTracker
 from miro_edge.utils.sysfs import under
 from miro_edge.errors import MissingDependencyError

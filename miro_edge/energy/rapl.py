@@ -12,9 +12,10 @@ import glob
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
-from miro_edge.energy.base import METERS, MeterUnavailableError, PowerMeter, PowerSample, SensorLostError
+from miro_edge.energy.meter import METERS, PowerMeter
+from miro_edge.energy.records import MeterUnavailableError, PowerSample, SensorLostError
 from miro_edge.energy.counters import CounterTracker
 from miro_edge.utils.sysfs import is_gone, read_number, read_optional, under
 

@@ -16,9 +16,11 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
-from miro_edge.energy.base import METERS, MeterUnavailableError, PowerMeter, PowerSample, SensorLostError, total_of
+from miro_edge.energy.integrate import total_of
+from miro_edge.energy.meter import METERS, PowerMeter
+from miro_edge.energy.records import MeterUnavailableError, PowerSample, SensorLostError
 from miro_edge.utils.sysfs import under
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 import pytest
 
 from miro_edge.energy import MEASURED, PowerSample, integrate
-from miro_edge.energy.base import Integrator, total_of
+from miro_edge.energy.integrate import Integrator, total_of
 from miro_edge.errors import InputError
 
 
