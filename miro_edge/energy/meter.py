@@ -20,7 +20,7 @@ library with its own thread) sets ``streaming = True`` and implements ``_run_str
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from miro_edge.energy.records import (MEASURED, MeterStateError, PowerSample,
                                       SensorLostError)
