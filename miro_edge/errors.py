@@ -67,3 +67,7 @@ class IntegrityError(RegistryError):
 
 class VersionNotFoundError(RegistryError):
     """A version asked for does not exist in the registry."""
+
+
+class IncompatibleModelError(RegistryError):
+    """A candidate cannot replace the current version (another input shape, a label map that is not an extension)."""

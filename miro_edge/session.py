@@ -20,6 +20,7 @@ import torch
 from miro_edge.config import field, to_dict
 from miro_edge.controller.profiler import ControllerConfig, MiroController, ProfileResult, create_controller
 from miro_edge.energy.config import MeterConfig, meter_from_config
+from miro_edge.data.holdout import holdout_splits
 from miro_edge.data.sources import ArraySource, load_source
 from miro_edge.errors import ConfigError, InputError
 from miro_edge.utils.atomic import atomic_write_json
@@ -80,20 +81,6 @@ class SessionResult:
     energy_j: float
     profile_energy_j: float
     energy_label: str
-
-
-def holdout_splits(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> List[str]:
-    """Class-balanced validation slice: ``fraction`` of each class marked "val" (at least one
-    sample per class when the class has two or more and fraction > 0)."""
-    splits = np.array(["train"] * len(labels), dtype=object)
-    if fraction <= 0:
-        return list(splits)
-    for label in np.unique(labels):
-        idx = np.flatnonzero(labels == label)
-        n_val = min(len(idx) - 1, max(1, int(round(fraction * len(idx)))))
-        if n_val > 0:
-            splits[rng.choice(idx, size=n_val, replace=False)] = "val"
-    return list(splits)
 
 
 def open_store(path: Path, source: ArraySource, memory: MemoryConfig) -> Any:

@@ -1,10 +1,15 @@
-"""The live path's load as a number in [0, 1]: the inference loop sets it, the idle policy reads it."""
+"""The live path's load as a number in [0, 1]: the inference loop sets it, the idle policy reads it,
+in one process (:class:`LoadGauge`) or across processes (:class:`LoadFile`)."""
+import json
 import math
+import os
 import threading
 import time
-from typing import Optional
+from pathlib import Path
+from typing import Any, Dict, Optional
 
 from miro_edge.errors import InputError
+from miro_edge.utils.atomic import atomic_write_json
 
 
 class LoadGauge:
@@ -37,3 +42,50 @@ class LoadGauge:
         """Monotonic time of the last ``set`` (None if never set)."""
         with self._lock:
             return self._updated_s
+
+
+class LoadFile:
+    """The live load published across processes: the serving process writes a small JSON file
+    (atomically, at most every ``every_s``), the update cycle's idle policy reads it.
+
+    A file older than ``stale_s`` (a crashed or stopped server) reads as idle, so training is never
+    blocked forever by a process that is gone.
+    """
+
+    def __init__(self, path: "os.PathLike[str]", every_s: float = 0.5, stale_s: float = 10.0) -> None:
+        self.path = Path(path)
+        self.every_s = float(every_s)
+        self.stale_s = float(stale_s)
+        self._last_write = 0.0
+
+    def publish(self, busy: float, fps: float, force: bool = False) -> bool:
+        """Write the load if ``every_s`` passed since the last write (or ``force``); return whether it wrote."""
+        now = time.time()
+        if not force and now - self._last_write < self.every_s:
+            return False
+        self._last_write = now
+        payload = {"busy": max(0.0, min(1.0, float(busy))), "fps": float(fps), "pid": os.getpid(), "time": now}
+        atomic_write_json(self.path, payload, perms=0o644)
+        return True
+
+    def read(self) -> Dict[str, Any]:
+        """``{"busy", "fps", "pid", "time", "age_s", "stale"}``; an absent or stale file is idle (busy 0)."""
+        try:
+            data = json.loads(self.path.read_text())
+            age = time.time() - float(data["time"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return {"busy": 0.0, "fps": 0.0, "pid": None, "time": None, "age_s": None, "stale": True}
+        stale = age > self.stale_s
+        return {"busy": 0.0 if stale else float(data.get("busy", 0.0)), "fps": float(data.get("fps", 0.0)),
+                "pid": data.get("pid"), "time": data["time"], "age_s": age, "stale": stale}
+
+    def busy(self) -> float:
+        return float(self.read()["busy"])
+
+    get = busy  # reads like a LoadGauge, so ResourceMonitor(gauge=LoadFile(...)) sees another process's load
+
+    def clear(self) -> None:
+        try:
+            self.path.unlink()
+        except OSError:
+            pass

@@ -75,6 +75,11 @@ def check_parity(model: Any, onnx_path: Union[str, Path], input_shape: Sequence[
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    onnx_shape = [d if isinstance(d, int) else None for d in session.get_inputs()[0].shape[1:]]
+    if [int(v) for v in input_shape] != onnx_shape:
+        raise ParityError("the ONNX model {} takes inputs of shape {} but the checkpoint's model takes {}: they are "
+                          "not the same model; pass the checkpoint the ONNX file was exported from".format(
+                              onnx_path, onnx_shape, list(input_shape)))
     model.eval()
     ref_parts, got_parts = [], []
     with torch.no_grad():
@@ -82,7 +87,11 @@ def check_parity(model: Any, onnx_path: Union[str, Path], input_shape: Sequence[
         chunks = [x[:1]] + [x[i:i + cfg.batch_size] for i in range(1, len(x), cfg.batch_size)]
         for chunk in chunks:
             ref_parts.append(model(torch.from_numpy(np.ascontiguousarray(chunk))).numpy())
-            got_parts.append(session.run(None, {input_name: np.ascontiguousarray(chunk)})[0])
+            try:
+                got_parts.append(session.run(None, {input_name: np.ascontiguousarray(chunk)})[0])
+            except Exception as exc:  # onnxruntime raises its own types for a wrong input
+                raise ParityError("ONNX Runtime cannot run {} on the checkpoint's inputs ({}); pass the checkpoint "
+                                  "the ONNX file was exported from".format(onnx_path, exc)) from None
     ref = np.concatenate(ref_parts)
     got = np.concatenate(got_parts)
     if ref.shape != got.shape:

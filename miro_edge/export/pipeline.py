@@ -91,7 +91,8 @@ def publish_model(registry: ModelRegistry, onnx_path: PathLike, checkpoint: Opti
                   metrics: Optional[Mapping[str, float]] = None, samples: Optional[np.ndarray] = None,
                   parity: Optional[ParityConfig] = None, run_parity: bool = True, force: bool = False,
                   canary: Optional[CanaryConfig] = None, config: Optional[Mapping[str, Any]] = None,
-                  task_id: Optional[int] = None) -> PublishResult:
+                  task_id: Optional[int] = None,
+                  current_class_metrics: Optional[Mapping[str, float]] = None) -> PublishResult:
     """Check ``onnx_path`` (and parity against ``checkpoint``), then publish through the canary gate.
 
     Metrics and task id default to the checkpoint's. A corrupt ONNX file or a parity failure
@@ -101,8 +102,11 @@ def publish_model(registry: ModelRegistry, onnx_path: PathLike, checkpoint: Opti
     artifacts = {ONNX_ARTIFACT: Path(onnx_path)}
     merged_metrics = {}  # type: Dict[str, float]
     merged_config = {}  # type: Dict[str, Any]
+    label_map, input_shape, class_metrics = None, None, None
     if checkpoint is not None:
         ckpt = read_checkpoint(checkpoint)
+        label_map, input_shape = ckpt.get("label_map"), list(ckpt["input_shape"])
+        class_metrics = dict(ckpt.get("class_metrics") or {}) or None
         merged_metrics.update({k: float(v) for k, v in dict(ckpt.get("metrics") or {}).items()})
         merged_config.update(dict(ckpt.get("config") or {}))
         merged_config.setdefault("model_name", ckpt["model_name"])
@@ -116,8 +120,12 @@ def publish_model(registry: ModelRegistry, onnx_path: PathLike, checkpoint: Opti
         artifacts[CHECKPOINT_ARTIFACT] = Path(checkpoint)
     merged_metrics.update({k: float(v) for k, v in (metrics or {}).items()})
     merged_config.update(dict(config or {}))
+    if input_shape is None:
+        from miro_edge.model.onnx_file import onnx_input
+        input_shape = list(onnx_input(onnx_path)[1])
     return registry.publish(artifacts, metrics=merged_metrics, config=merged_config, task_id=task_id,
-                            force=force, canary=canary)
+                            force=force, canary=canary, label_map=label_map, input_shape=input_shape,
+                            class_metrics=class_metrics, current_class_metrics=current_class_metrics)
 
 
 def export_and_publish(registry: ModelRegistry, checkpoint: PathLike, out_dir: PathLike,

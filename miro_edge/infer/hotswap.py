@@ -11,9 +11,9 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
-from miro_edge.errors import MiroEdgeError
+from miro_edge.errors import IncompatibleModelError, MiroEdgeError
 from miro_edge.infer.base import EngineOptions, InferenceEngine, create_engine
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,9 @@ class HotSwapper:
         self._pending = None  # type: Optional[InferenceEngine]
         self._pending_event = None  # type: Optional[SwapEvent]
         self.version = None  # type: Optional[int]
+        self.labels = None  # type: Optional[List[Any]]  # the serving version's label map
+        self._pending_labels = None  # type: Optional[List[Any]]
+        self._frames = 0  # frames this swapper has seen, over every LiveLoop.run()
         self._token = None  # type: object
         self._last_poll_frame = 0
         self._last_poll_time = 0.0
@@ -122,6 +125,11 @@ class HotSwapper:
         engine = create_engine(self.engine_name, artifacts, self.options)
         engine.open()
         try:
+            current = self._engine
+            if current is not None and tuple(engine.input_shape) != tuple(current.input_shape):
+                raise IncompatibleModelError("version {} takes inputs of shape {} but the live source gives {}; "
+                                             "not swapping to it".format(version, tuple(engine.input_shape),
+                                                                         tuple(current.input_shape)))
             for _ in range(self.options.warmup_iterations):
                 yield_point()
                 engine.warmup(1)
@@ -129,6 +137,17 @@ class HotSwapper:
             engine.close()
             raise
         return engine
+
+    def _labels_of(self, version: int) -> Optional[List[Any]]:
+        """The version's label map (class id -> the user's label), from its manifest."""
+        manifest = getattr(self.registry, "manifest", None)
+        if manifest is None:
+            return None
+        try:
+            labels = manifest(version).label_map
+        except MiroEdgeError:
+            return None
+        return None if labels is None else list(labels)
 
     def start(self) -> None:
         """Load the current version synchronously (before the first frame) and start the loader thread."""
@@ -139,6 +158,7 @@ class HotSwapper:
                 getattr(self.registry, "root", "?")))
         self._engine = self._loader(version, lambda: None)
         self.version = version
+        self.labels = self._labels_of(version)
         self._thread = threading.Thread(target=self._worker, name="miro-hotswap", daemon=True)
         self._thread.start()
 
@@ -163,8 +183,10 @@ class HotSwapper:
                 continue
             event.load_s = time.perf_counter() - t0
             event.ready_at = time.perf_counter()
+            labels = self._labels_of(version)
             with self._lock:
                 self._pending = engine
+                self._pending_labels = labels
         self._close_retired()
 
     def _close_retired(self) -> None:
@@ -187,6 +209,7 @@ class HotSwapper:
             if event is not None:
                 event.swapped_at = time.perf_counter()
                 self.version = event.version
+                self.labels = self._pending_labels
                 logger.info("swapped in version %s (loaded in %.1f ms)", event.version, (event.load_s or 0) * 1e3)
             self.swap_count += 1
             self._busy.clear()
@@ -200,8 +223,13 @@ class HotSwapper:
         return self._busy.is_set()
 
     def poll(self, frame_index: int) -> None:
-        """Cheap check of the pointer file; starts a background load when it moved."""
+        """Cheap check of the pointer file; starts a background load when it moved.
+
+        Frames are counted here (not taken from ``frame_index``, which restarts at every
+        ``LiveLoop.run()``), so a second run keeps polling."""
         now = time.perf_counter()
+        self._frames += 1
+        frame_index = self._frames
         due = frame_index - self._last_poll_frame >= self.poll_every_frames
         if self.poll_interval_s is not None and now - self._last_poll_time >= self.poll_interval_s:
             due = True

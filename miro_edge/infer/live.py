@@ -26,7 +26,7 @@ from miro_edge.infer.sources import FrameSource, source_shape_check
 
 logger = logging.getLogger(__name__)
 
-Ingest = Callable[[np.ndarray, int], Any]
+Ingest = Callable[[np.ndarray, Any], Any]
 
 
 class FeedbackBacklogError(MiroEdgeError):
@@ -53,11 +53,16 @@ class LiveConfig:
 
 
 class Prediction(NamedTuple):
+    """One frame's answer; ``label`` is the user's label when the version carries a label map
+    (else the class id), ``confidence`` the softmax probability of that class."""
+
     index: int
-    label: int
+    label: Any
     logits: np.ndarray
     version: Optional[int]
     latency_s: float
+    class_id: int = -1
+    confidence: float = float("nan")
 
 
 @dataclasses.dataclass
@@ -177,9 +182,9 @@ class FeedbackSink:
         self._thread = threading.Thread(target=self._run, name="miro-feedback", daemon=True)
         self._thread.start()
 
-    def put(self, x: np.ndarray, label: int) -> None:
+    def put(self, x: np.ndarray, label: Any) -> None:
         try:
-            self.queue.put((np.array(x, copy=True), int(label)), timeout=self.timeout_s)
+            self.queue.put((np.array(x, copy=True), label), timeout=self.timeout_s)
         except queue.Full:
             raise FeedbackBacklogError("{} labelled samples are waiting for ingest; it is slower than the feedback "
                                        "rate (raise feedback_queue_size or send less)".format(self.queue.qsize())) from None
@@ -202,6 +207,47 @@ class FeedbackSink:
         self._thread.join()
 
 
+def _prediction(index: int, logits: np.ndarray, version: Optional[int], latency: float,
+                labels: Optional[List[Any]]) -> Prediction:
+    cid = int(np.argmax(logits))
+    z = logits.astype(np.float64) - float(np.max(logits))
+    confidence = float(np.exp(z[cid]) / np.exp(z).sum())
+    label = labels[cid] if labels is not None and cid < len(labels) else cid
+    return Prediction(index, label, logits, version, latency, cid, confidence)
+
+
+class LoadMeter:
+    """The live load the idle policy reads: the busy fraction of the frame period over the last
+    frames (latency / period; 1 when frames come back to back), published to a gauge or file."""
+
+    def __init__(self, sink: Any, window: int = 30) -> None:
+        self.sink = sink  # LoadGauge (set) or LoadFile (publish)
+        self.window = window
+        self._busy = []  # type: List[float]
+        self._t = []  # type: List[float]
+
+    def frame(self, latency_s: float, period_s: Optional[float]) -> None:
+        busy = 1.0 if not period_s else min(1.0, max(0.0, latency_s) / period_s)
+        now = time.perf_counter()
+        self._busy.append(busy)
+        self._t.append(now)
+        if len(self._busy) > self.window:
+            del self._busy[0], self._t[0]
+        level = float(np.mean(self._busy))
+        fps = (len(self._t) - 1) / (self._t[-1] - self._t[0]) if len(self._t) > 1 and self._t[-1] > self._t[0] else 0.0
+        if hasattr(self.sink, "publish"):
+            self.sink.publish(level, fps)
+        else:
+            self.sink.set(level)
+
+    def idle(self) -> None:
+        """The loop stopped: publish zero load."""
+        if hasattr(self.sink, "publish"):
+            self.sink.publish(0.0, 0.0, force=True)
+        else:
+            self.sink.set(0.0)
+
+
 class LiveLoop:
     """Runs frames through the current engine; a context manager owning the engine slot and feedback thread.
 
@@ -213,8 +259,10 @@ class LiveLoop:
     def __init__(self, source: FrameSource, engines: Union[HotSwapper, FixedEngine, InferenceEngine],
                  on_prediction: Optional[Callable[[Prediction], None]] = None,
                  config: Optional[LiveConfig] = None, ingest: Optional[Ingest] = None,
-                 preprocess: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> None:
+                 preprocess: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                 load: Optional[Any] = None) -> None:
         self.source = source
+        self.load = LoadMeter(load) if load is not None else None  # the live load for the idle policy
         self.engines = FixedEngine(engines) if isinstance(engines, InferenceEngine) else engines
         self.on_prediction = on_prediction
         self.config = config or LiveConfig()
@@ -248,7 +296,7 @@ class LiveLoop:
             self.source.close()
             self._opened = False
 
-    def feedback(self, x: np.ndarray, label: int) -> None:
+    def feedback(self, x: np.ndarray, label: Any) -> None:
         """Send one labelled sample to ``ingest`` (asynchronously). Raises if no ingest was given."""
         if self._feedback is None:
             raise MiroEdgeError("feedback() needs an ingest callable: LiveLoop(..., ingest=store.ingest)")
@@ -292,8 +340,10 @@ class LiveLoop:
                 if period is not None and done > due + period:
                     late += 1
                 if self.on_prediction is not None:
-                    self.on_prediction(Prediction(index, int(np.argmax(logits[0])), logits[0],
-                                                  self.engines.version, latency))
+                    self.on_prediction(_prediction(index, logits[0], self.engines.version, latency,
+                                                   getattr(self.engines, "labels", None)))
+                if self.load is not None:
+                    self.load.frame(done - due, period)
                 self.gate.frame_done()
                 self.engines.poll(index + 1)
                 if max_frames is not None and len(latencies) >= max_frames:
@@ -302,6 +352,8 @@ class LiveLoop:
                     break
         finally:
             feed.stop()
+            if self.load is not None:
+                self.load.idle()
         elapsed = time.perf_counter() - t_start
         self.stats = self._summarise(latencies, in_swap, late, feed.evicted, elapsed)
         return self.stats
@@ -332,13 +384,15 @@ def registry_live_loop(registry_root: str, source: FrameSource, engine: str = "a
                        options: Optional[EngineOptions] = None, config: Optional[LiveConfig] = None,
                        on_prediction: Optional[Callable[[Prediction], None]] = None,
                        ingest: Optional[Ingest] = None,
-                       preprocess: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> LiveLoop:
-    """A LiveLoop serving the registry's current version with hot swap (use it with ``with``)."""
+                       preprocess: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                       load: Optional[Any] = None) -> LiveLoop:
+    """A LiveLoop serving the registry's current version with hot swap (use it with ``with``);
+    ``load`` (a LoadGauge or LoadFile) receives the live load the update cycle's idle policy reads."""
     from miro_edge.registry.model_registry import ModelRegistry
 
     cfg = config or LiveConfig()
     swapper = HotSwapper(ModelRegistry(registry_root), engine, options, cfg.poll_every_frames, cfg.poll_interval_s)
-    return LiveLoop(source, swapper, on_prediction, cfg, ingest, preprocess)
+    return LiveLoop(source, swapper, on_prediction, cfg, ingest, preprocess, load)
 
 
 def run_live(registry_root: str, source: str = "synthetic", uri: Optional[str] = None, fps: Optional[float] = None,

@@ -279,6 +279,73 @@ class SocketImuSource(_WindowedSource):
         self._file = self._sock = None
 
 
+@SOURCES.register("npz")
+class NpzSource(FrameSource):
+    """Frames from an ``.npz`` file's ``x`` array (N, *shape), in order, optionally paced at ``fps``.
+
+    If the file also has ``y`` (one label per frame: ints or strings), ``label_of(index)`` gives a
+    frame's label, which the serving process may send back as live feedback (an app that learns the
+    true label of a frame later does the same).
+    """
+
+    def __init__(self, path: str, fps: Optional[float] = None, loop: bool = False) -> None:
+        self.path = path
+        self.fps = fps
+        self.loop = loop
+        self._x = None  # type: Optional[np.ndarray]
+        self._y = None  # type: Optional[np.ndarray]
+        self._index = 0
+
+    @classmethod
+    def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> "NpzSource":
+        """``uri``: the path of an ``.npz`` with ``x`` (and optionally ``y``)."""
+        if not uri:
+            raise InputError("the npz source needs --uri PATH.npz (arrays x and, for feedback, y)")
+        source = cls(uri, fps)
+        source.expected_shape = tuple(int(v) for v in input_shape)
+        return source
+
+    expected_shape = None  # type: Optional[Tuple[int, ...]]
+
+    def open(self) -> "NpzSource":
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                self._x = np.asarray(data["x"], dtype=np.float32)
+                self._y = np.asarray(data["y"]) if "y" in data.files else None
+        except (OSError, KeyError, ValueError) as exc:
+            raise InputError("cannot read frames from {} ({}); it needs an array named x".format(self.path, exc)) from None
+        if self.expected_shape is not None and tuple(self._x.shape[1:]) != self.expected_shape:
+            raise InputError("{} holds frames of shape {} but the model takes {}".format(
+                self.path, tuple(self._x.shape[1:]), self.expected_shape))
+        self._index = 0
+        return self
+
+    def read(self) -> Optional[np.ndarray]:
+        assert self._x is not None, "open() first"
+        if self._index >= len(self._x):
+            if not self.loop or not len(self._x):
+                return None
+            self._index = 0
+        frame = self._x[self._index]
+        self._index += 1
+        return frame
+
+    def frame(self, index: int) -> np.ndarray:
+        """Frame ``index`` (counted from the first read; wraps when looping)."""
+        assert self._x is not None, "open() first"
+        return self._x[index % len(self._x)]
+
+    def label_of(self, index: int) -> Any:
+        """The label of frame ``index`` (counted from the first read), or None without ``y``."""
+        if self._y is None or self._x is None:
+            return None
+        value = self._y[index % len(self._y)]
+        return value.item() if hasattr(value, "item") else value
+
+    def close(self) -> None:
+        self._x = self._y = None
+
+
 def make_source(kind: str, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> FrameSource:
     """A registered source by name, configured from a uri (see each class's ``from_uri``)."""
     return SOURCES.get(kind).from_uri(uri, input_shape, fps)  # type: ignore[attr-defined]

@@ -66,9 +66,12 @@ def model_from_checkpoint(path: PathLike) -> Any:
 
 def save_checkpoint(path: PathLike, model: Any, model_name: str, input_shape: Sequence[int],
                     width: int = 32, config: Optional[Mapping[str, Any]] = None, task_id: int = 0,
-                    metrics: Optional[Mapping[str, float]] = None) -> Path:
+                    metrics: Optional[Mapping[str, float]] = None, label_map: Optional[Sequence[Any]] = None,
+                    class_metrics: Optional[Mapping[str, Any]] = None) -> Path:
     """Write a checkpoint atomically (temp file, fsync, rename): format version, model recipe,
-    config and metrics inside, so it rebuilds its model with no side information."""
+    config, metrics and the label map (class id -> the user's label) inside, so it rebuilds its
+    model and predicts in the user's labels with no side information. ``class_metrics`` holds
+    per-class validation results (the canary compares old and new models class by class)."""
     import torch
 
     payload = {
@@ -81,6 +84,8 @@ def save_checkpoint(path: PathLike, model: Any, model_name: str, input_shape: Se
         "config": dict(config or {}),
         "task_id": int(task_id),
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "label_map": None if label_map is None else list(label_map),
+        "class_metrics": dict(class_metrics or {}),
     }
     buf = io.BytesIO()
     torch.save(payload, buf)

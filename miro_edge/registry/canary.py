@@ -1,7 +1,13 @@
-"""The canary gate: publish a new version only if it is not worse than the current one."""
+"""The canary gate: publish a new version only if it is not worse than the current one.
+
+Like with like: when both versions report per-class results (``class_metrics``: the user's label
+-> accuracy on held-out samples), only the classes both know are compared, so a model that learnt
+new classes is never judged by an average over a different set of classes. The update cycle scores
+the current model again on the very samples the candidate was scored on and passes those.
+"""
 import dataclasses
 import math
-from typing import Mapping, NamedTuple, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 from miro_edge.config import field, require
 
@@ -54,3 +60,39 @@ def canary_decision(new_metrics: Optional[Mapping[str, float]], current_metrics:
             cfg.metric, new, cur, cur - new, cfg.max_drop), new, cur)
     return CanaryDecision(True, "{} {:.4f} vs current {:.4f} (max_drop {:.4f})".format(
         cfg.metric, new, cur, cfg.max_drop), new, cur)
+
+
+def _class_values(metrics: Optional[Mapping[str, Any]]) -> Mapping[str, float]:
+    out = {}
+    for key, value in (metrics or {}).items():
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            continue
+        if not math.isnan(v):
+            out[str(key)] = v
+    return out
+
+
+def class_canary_decision(new_classes: Optional[Mapping[str, Any]], current_classes: Optional[Mapping[str, Any]],
+                          config: Optional[CanaryConfig] = None) -> Optional[CanaryDecision]:
+    """Compare per-class results on the classes both versions know; None if there are none to compare.
+
+    Accept when the mean over shared classes drops by at most ``max_drop`` (the classes only the
+    candidate knows are reported, never averaged in)."""
+    cfg = config or CanaryConfig()
+    new, cur = _class_values(new_classes), _class_values(current_classes)
+    shared = sorted(set(new) & set(cur))
+    if not shared:
+        return None
+    new_old = sum(new[c] for c in shared) / len(shared)
+    cur_old = sum(cur[c] for c in shared) / len(shared)
+    added = sorted(set(new) - set(cur))
+    extra = "; new classes {} at {:.4f}".format(added, sum(new[c] for c in added) / len(added)) if added else ""
+    worst = min(shared, key=lambda c: new[c] - cur[c])
+    detail = "accuracy on the {} classes both know {:.4f} vs current {:.4f} (worst: {!r} {:.4f} vs {:.4f}){}".format(
+        len(shared), new_old, cur_old, worst, new[worst], cur[worst], extra)
+    if new_old < cur_old - cfg.max_drop:
+        return CanaryDecision(False, "regression on old classes: {} dropped by {:.4f} > max_drop {:.4f}".format(
+            detail, cur_old - new_old, cfg.max_drop), new_old, cur_old)
+    return CanaryDecision(True, "{} (max_drop {:.4f})".format(detail, cfg.max_drop), new_old, cur_old)

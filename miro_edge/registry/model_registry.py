@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from miro_edge.errors import RegistryError
-from miro_edge.registry.canary import CanaryConfig, CanaryDecision, canary_decision
-from miro_edge.errors import IntegrityError, VersionNotFoundError
+from miro_edge.errors import IncompatibleModelError, IntegrityError, VersionNotFoundError
+from miro_edge.registry.canary import CanaryConfig, CanaryDecision, canary_decision, class_canary_decision
 from miro_edge.utils.hashing import sha256_file
 from miro_edge.utils.atomic import atomic_write, atomic_write_bytes, fsync_dir
 
@@ -63,6 +63,9 @@ class Manifest:
     artifacts: Dict[str, Dict[str, Any]]   # name -> {"sha256": str, "bytes": int}
     created_unix: float
     format_version: int = MANIFEST_FORMAT_VERSION
+    label_map: Optional[List[Any]] = None          # class id -> the user's label (None: class ids)
+    input_shape: Optional[List[int]] = None        # per-sample input shape the model takes
+    class_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)  # the user's label -> accuracy
 
     @property
     def name(self) -> str:
@@ -217,11 +220,19 @@ class ModelRegistry:
 
     def publish(self, artifacts: Mapping[str, PathLike], metrics: Optional[Mapping[str, float]] = None,
                 config: Optional[Mapping[str, Any]] = None, task_id: Optional[int] = None,
-                force: bool = False, canary: Optional[CanaryConfig] = None) -> PublishResult:
+                force: bool = False, canary: Optional[CanaryConfig] = None,
+                label_map: Optional[List[Any]] = None, input_shape: Optional[List[int]] = None,
+                class_metrics: Optional[Mapping[str, float]] = None,
+                current_class_metrics: Optional[Mapping[str, float]] = None) -> PublishResult:
         """Add a version holding copies of ``artifacts`` ({name: path}); make it current if the canary passes.
 
         A candidate the canary gate refuses is kept under ``rejected/`` with the reason and
-        ``CURRENT`` is not touched. ``force=True`` skips the gate (a manual override).
+        ``CURRENT`` is not touched. ``force=True`` skips the gate (a manual override) and the
+        compatibility check: without it, a model whose input shape differs from the current one's,
+        or whose label map does not extend the current one's, raises IncompatibleModelError (the
+        live loop could not serve it in place of the current one). ``current_class_metrics`` are
+        the current version's per-class results on the candidate's own held-out samples (else
+        those recorded in its manifest).
         """
         for name, src in artifacts.items():
             if not _ARTIFACT_RE.match(name):
@@ -235,9 +246,18 @@ class ModelRegistry:
             self._clean_scratch()
             version = self._next_version()
             parent = self.current_version()
-            current_metrics = self.manifest(parent).metrics if parent is not None else None
-            decision = canary_decision(metrics_f, current_metrics, canary or self.canary,
-                                       has_current=parent is not None)
+            current = self.manifest(parent) if parent is not None else None
+            if current is not None and not force:
+                _check_compatible(current, label_map, input_shape)
+            cfg = canary or self.canary
+            classes = {str(k): float(v) for k, v in (class_metrics or {}).items()}
+            decision = None  # type: Optional[CanaryDecision]
+            if current is not None:
+                decision = class_canary_decision(classes, current_class_metrics if current_class_metrics is not None
+                                                 else current.class_metrics, cfg)
+            if decision is None:
+                decision = canary_decision(metrics_f, current.metrics if current is not None else None, cfg,
+                                           has_current=current is not None)
             if force and not decision.accepted:
                 decision = CanaryDecision(True, "forced past the canary gate: " + decision.reason,
                                           decision.new_value, decision.current_value)
@@ -248,7 +268,10 @@ class ModelRegistry:
             manifest = Manifest(version=version, parent=parent,
                                 status="accepted" if decision.accepted else "rejected", reason=decision.reason,
                                 task_id=task_id, metrics=metrics_f, config=dict(config or {}),
-                                artifacts=recorded, created_unix=time.time())
+                                artifacts=recorded, created_unix=time.time(),
+                                label_map=None if label_map is None else list(label_map),
+                                input_shape=None if input_shape is None else [int(v) for v in input_shape],
+                                class_metrics=classes)
             text = json.dumps(manifest.as_dict(), indent=2, sort_keys=True, default=str)
             atomic_write(staging / MANIFEST, lambda f: f.write(text), "w", 0o644)
             fsync_dir(staging)
@@ -316,6 +339,21 @@ class ModelRegistry:
         if removed:
             logger.info("pruned versions %s", removed)
         return removed
+
+
+def _check_compatible(current: Manifest, label_map: Optional[List[Any]], input_shape: Optional[List[int]]) -> None:
+    """The live loop swaps a candidate in place of ``current``: same input, labels only appended."""
+    if input_shape is not None and current.input_shape is not None and list(input_shape) != current.input_shape:
+        raise IncompatibleModelError(
+            "the candidate takes inputs of shape {} but current version {} takes {}; the live loop could not "
+            "swap to it. Publish with --force to replace the model anyway".format(
+                list(input_shape), current.name, current.input_shape))
+    if label_map is not None and current.label_map is not None and \
+            list(label_map[:len(current.label_map)]) != list(current.label_map):
+        raise IncompatibleModelError(
+            "the candidate's labels {} do not extend current version {}'s labels {} (a label would change its "
+            "class id); publish with --force to replace the label map anyway".format(
+                list(label_map), current.name, current.label_map))
 
 
 def _copy_fsync(src: Path, dst: Path) -> Dict[str, Any]:

@@ -19,7 +19,7 @@ from miro_edge.memory.sb import StreamBuffer
 from miro_edge.memory.store import SampleStore
 from miro_edge.memory.swap import SwapConfig, SwapWorker
 from miro_edge.recorder import Recorder
-from miro_edge.session import holdout_splits
+from miro_edge.data.holdout import holdout_splits
 from miro_edge.train.callbacks import SwapCallback, TrainCallback
 from miro_edge.model.architectures import create_model
 from miro_edge.train.trainer import IncrementalTrainer, TrainConfig

@@ -45,3 +45,5 @@ def command(model_onnx: str, registry_dir: str, checkpoint: Optional[str], metri
     state = "published" if result.accepted else "rejected"
     click.echo("{} {} (parent {}): {}".format(state, result.manifest.name, result.manifest.parent, result.reason))
     click.echo("current: {}".format(registry.current_version()))
+    if not result.accepted:
+        raise SystemExit(2)  # a rejected candidate is not a success; it is kept under rejected/

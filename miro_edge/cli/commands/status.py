@@ -1,20 +1,41 @@
-"""``miro-edge status RUN_DIR``: tasks done, accuracy, energy, store contents, latest choice."""
+"""``miro-edge status DIR [--json]``: a workspace (or a run directory) at a glance, read-only."""
+import json
+
 import click
 
 
 @click.command("status")
-@click.argument("run_dir", type=click.Path(file_okay=False))
-def command(run_dir: str) -> None:
-    """Summarise a run directory (read-only)."""
-    from miro_edge.run_status import run_status
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print everything as one JSON document")
+def command(directory: str, as_json: bool) -> None:
+    """Labels and samples per label, model versions, the last cycle's accuracy, energy, config,
+    swap ratio and samples waiting. Needs no lock."""
+    from miro_edge.workspace.status import workspace_status
+    from miro_edge.workspace.workspace import CONFIG_NAME, NotAWorkspaceError
+    from pathlib import Path
 
-    st = run_status(run_dir)
-    click.echo("run            {} ({})".format(st.run_dir, "finished" if st.finished else "in progress or stopped"))
-    click.echo("tasks done     {}".format(", ".join(map(str, st.tasks_done)) or "none"))
-    if st.average_accuracy is not None:
-        click.echo("avg accuracy   {:.3f} over {} tasks".format(st.average_accuracy, len(st.last_accuracies)))
-        click.echo("energy         {:.1f} J ({})".format(st.energy_j, st.energy_label))
-    if st.last_choice:
-        click.echo("last choice    task {task_id}: EM {em_size}, SB {sb_size} ({scorer})".format(**st.last_choice))
-    if st.store_records is not None:
-        click.echo("store          {} records; per class {}".format(st.store_records, st.store_class_counts))
+    if not (Path(directory) / CONFIG_NAME).is_file():
+        raise NotAWorkspaceError("{} is not a miro_edge workspace (no {}); pass the directory given to "
+                                 "`miro-edge init` or `miro-edge run --out`".format(directory, CONFIG_NAME))
+    st = workspace_status(Path(directory))
+    if as_json:
+        click.echo(json.dumps(st, indent=2, sort_keys=True, default=str))
+        return
+    click.echo("workspace      {}".format(st["workspace"]))
+    click.echo("labels         {}".format(", ".join(map(str, st["labels"])) or "none yet"))
+    for label, counts in sorted(st["samples_per_label"].items()):
+        click.echo("  {:<12} {:>6} train  {:>5} held out  {:>5} waiting".format(
+            label, counts["train"], counts["val"], counts["waiting"]))
+    click.echo("waiting        {} samples".format(st["samples_waiting"]))
+    click.echo("cycles done    {}{}".format(st["cycles_done"], "  (cycle {number} stopped after step {step!r}; "
+                                            "`miro-edge update` resumes it)".format(**st["cycle_in_progress"])
+                                            if st["cycle_in_progress"] else ""))
+    last = st["last_cycle"]
+    if last:
+        click.echo("last cycle     {}: val accuracy {:.3f}, EM {}, SB {}, swap ratio {}, {:.1f} J ({}, {})".format(
+            last["cycle"], last["val_accuracy"], last["em_size"], last["sb_size"], last["swap_ratio"],
+            last["energy_j"], last["energy_label"], last["energy_source"]))
+    click.echo("energy         {:.1f} J over all cycles ({})".format(st["energy_j"], st["energy_label"]))
+    click.echo("current model  {}".format("v{:06d}".format(st["current_version"]) if st["current_version"] else "none"))
+    for v in st["versions"]:
+        click.echo("  v{:06d}  {:<8} {}".format(v["version"], v["status"], v["reason"]))

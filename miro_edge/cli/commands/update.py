@@ -1,0 +1,22 @@
+"""``miro-edge update DIR``: one update cycle (or finish the one a kill interrupted)."""
+import click
+
+
+@click.command("update")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+def command(directory: str) -> None:
+    """Drain → hold out → [profile] → train → EM → validate → checkpoint → export → canary → publish.
+
+    Exits 0 when the new version is published or there was nothing to learn, 2 when the canary
+    rejected it (the current version keeps serving)."""
+    from miro_edge.workspace.workspace import Workspace
+
+    with Workspace.open(directory, what="update") as ws:
+        result = ws.update(progress=click.echo)
+    if result is None:
+        return
+    click.echo("cycle {}: val accuracy {:.3f}; {}".format(
+        result.cycle, result.val_accuracy, "published v{:06d}".format(result.version) if result.published
+        else "candidate v{:06d} rejected: {}".format(result.version, result.publish_reason)))
+    if not result.published:
+        raise SystemExit(2)

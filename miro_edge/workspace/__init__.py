@@ -1,0 +1,1 @@
+"""The on-device loop: one directory holding a device's whole learning state."""
