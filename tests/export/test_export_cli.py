@@ -24,7 +24,7 @@ def test_export_publish_versions_rollback(tmp_path, ckpt_factory):
     assert "published v000001" in res.output
     res = runner.invoke(cli, ["publish", str(out / "model.onnx"), "--registry", str(reg), "--checkpoint", str(ckpt),
                               "--metric", "val_accuracy=0.5"])
-    assert res.exit_code == 0 and "rejected v000002" in res.output and "current: 1" in res.output
+    assert res.exit_code == 2 and "rejected v000002" in res.output and "current: 1" in res.output
     res = runner.invoke(cli, ["publish", str(out / "model.onnx"), "--registry", str(reg), "--checkpoint", str(ckpt),
                               "--metric", "val_accuracy=0.91"])
     assert res.exit_code == 0 and "published v000003 (parent 1)" in res.output
