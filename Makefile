@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv install demo test lint bench clean
+.PHONY: venv install demo test test-faults lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/vermin --target=3.8- --violations --no-tips -q miro_edge
 	$(PY) -m pytest -q
+
+test-faults: $(STAMP)
+	$(PY) -m pytest -q -m faults
 
 lint: $(STAMP)
 	$(VENV)/bin/vermin --target=3.8- --violations --no-tips miro_edge

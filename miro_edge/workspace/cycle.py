@@ -27,6 +27,7 @@ from miro_edge.data.holdout import holdout_splits
 from miro_edge.errors import CorruptRecordError, InputError, MiroEdgeError, StoreError
 from miro_edge.model.label_map import Label, LabelMap
 from miro_edge.recorder import Recorder
+from miro_edge.utils.faults import fault_point
 from miro_edge.utils.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ class UpdateCycle:
             except BaseException:
                 self._learner = None  # its RAM state may be mid-step: rebuilt from state.json next time
                 raise
+            fault_point("step:{}:before-state".format(name))
             state.finish_step(name, **produced)
             self.recorder.record("cycle_step", cycle=number, step=name, seconds=time.perf_counter() - t0,
                                  **{k: v for k, v in produced.items() if k in ("count", "version", "accepted")})
@@ -205,13 +207,16 @@ class UpdateCycle:
         state.data["input_shape"] = [int(v) for v in shape]
         cyc["drain"] = drain
         state.save()
+        fault_point("drain:before-commit")
         ids = self.store.ingest_batch(x, class_ids, number, splits=splits)
+        fault_point("drain:after-commit")
         if ids and int(ids[0]) != first_id:
             raise StoreError("the store gave record ids from {} but state.json expected {}: the store and the "
                              "workspace disagree; run `miro-edge verify {}`".format(ids[0], first_id, self.root))
         state.data["next_id"] = int(ids[-1]) + 1 if ids else first_id
         drain["committed"] = True
         state.save()
+        fault_point("drain:before-inbox-cleanup")
         ws.inbox.remove(names)
         self.recorder.record("ingest", cycle=number, count=len(ids), new_labels=new_labels,
                              first_id=first_id, val=int(sum(1 for s in splits if s == "val")))
@@ -271,6 +276,7 @@ class UpdateCycle:
         val_acc = float(np.mean(list(class_acc.values()))) if class_acc else float("nan")
         ckpt = self.root / "checkpoints" / "cycle-{:06d}.pt".format(number)
         metrics = {"val_accuracy": val_acc, "val_samples": float(len(vy))}
+        fault_point("train:before-checkpoint")
         save_checkpoint(ckpt, learner.model, self.config.train.model, shape, self.config.train.width,
                         {"train": to_dict(self.config.train), "cycle": number}, number, metrics,
                         label_map.to_json(), class_acc)
@@ -293,6 +299,7 @@ class UpdateCycle:
         result = export_checkpoint(ckpt, out, self.config.update.target, samples=vx[:64] if len(vx) else None,
                                    engine=self.config.update.engine)
         parity = result.parity
+        fault_point("export:after-onnx")
         return ({"export": str(result.onnx.path.relative_to(self.root)),
                  "parity": None if parity is None else parity.as_dict()},
                 "{} (parity {})".format(result.onnx.path.relative_to(self.root),
@@ -318,8 +325,10 @@ class UpdateCycle:
             vx, vy = self.validation_set(number)
             known = np.isin(vy, np.arange(len(cur_map)))
             current_classes = score_classes(model_from_checkpoint(cur_ckpt), vx[known], vy[known], self.ws.labels)
+        fault_point("publish:before")
         result = publish_model(registry, self.root / cyc["export"], ckpt, run_parity=False,
                                config={"cycle": number}, task_id=number, current_class_metrics=current_classes)
+        fault_point("publish:after-registry")
         return _published(result.version, result.accepted, result.reason)
 
     # -- the end of a cycle --------------------------------------------------------------------------
@@ -336,6 +345,7 @@ class UpdateCycle:
             resumed)
         self.recorder.record("cycle", **result.as_dict(), energy_source=rep["energy_source"],
                              swaps_done=rep["swaps_done"], profile=rep["profile"])
+        fault_point("finish:after-journal")
         state.data.update({"cycles_done": number + 1, "checkpoint": cyc["checkpoint"], "learner": cyc["learner"],
                            "cycle": None, "last_cycle": result.as_dict()})
         state.save()

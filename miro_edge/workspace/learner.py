@@ -22,6 +22,7 @@ from miro_edge.model.checkpoint import model_from_checkpoint
 from miro_edge.recorder import Recorder
 from miro_edge.train.callbacks import TrainCallback, replay_callbacks
 from miro_edge.train.trainer import FitReport, IncrementalTrainer, TrainConfig
+from miro_edge.utils.faults import fault_point
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +100,10 @@ class Learner:
                 old_classes: Sequence[int]) -> Optional[ProfileResult]:
         if self.controller is None or not self.controller.active_for(cycle):
             return None
+        fault_point("profile:before")
         result = self.controller.profile(cycle, self.model, self.em, tx, ty, self.store, old_classes,
                                          self.memory.swap.swap_ratio)
+        fault_point("profile:after")
         cand = result.candidate
         self.apply(cycle, cand.em_size, cand.sb_size, old_classes, result.reason)
         return result
@@ -143,6 +146,7 @@ class Learner:
                 if self.controller is not None and self.controller.current is not None:
                     adapt = self.controller.training_callback(cycle, worker)
                     callbacks.append(adapt)
+                callbacks.append(_FaultEveryBatch())
                 fit = self.trainer.fit(cycle, self.sb, self.em, epochs=epochs_left, callbacks=callbacks)
             fits.append(fit)
             if worker is not None:
@@ -188,6 +192,13 @@ class Learner:
                         np.array([s.record_id for s in kept], dtype=np.int64))
         self.em_size, self.sb_size = state.get("em_size", self.em_size), state.get("sb_size", self.sb_size)
         return len(kept), len(ids) - len(kept)
+
+
+class _FaultEveryBatch(TrainCallback):
+    """The crash tests' "train:batch" point (``MIRO_EDGE_KILL_AT=train:batch@N`` kills at batch N)."""
+
+    def before_batch(self, ctx: Any, epoch: int, step: int) -> None:
+        fault_point("train:batch")
 
 
 def make_controller(config: ControllerConfig, train: TrainConfig, meter: Any,
