@@ -20,11 +20,13 @@ class UpdateConfig:
     """The update cycle: what starts one, the export and the canary gate."""
 
     min_new_samples: int = field(16, help="the daemon runs a cycle when this many samples wait (or a new label)")
-    canary_max_drop: float = field(0.05, help="largest allowed drop of accuracy on the classes both old and new "
+    canary_max_drop: float = field(0.10, help="largest allowed drop of accuracy on the classes both old and new "
                                               "model know (held-out samples) before the candidate is rejected")
     keep_versions: int = field(5, help="registry versions to keep (current and its parent always kept)")
     engine: str = field("never", help="TensorRT engine at publish time: never, auto (where TensorRT exists), always")
     target: str = field("desktop", help="export target profile (desktop, xavier-nx, tx2)")
+    publish: bool = field(True, help="export, canary and publish every cycle; false: learn only (a simulated "
+                                     "session measuring training)")
 
     def __post_init__(self) -> None:
         require(self.min_new_samples >= 1, "update.min_new_samples", "must be >= 1")

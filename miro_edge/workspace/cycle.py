@@ -53,6 +53,7 @@ class CycleResult:
     profile_energy_j: float
     train_seconds: float
     sample_passes: int
+    swaps_done: int
     checkpoint: str
     version: Optional[int]
     published: bool
@@ -160,6 +161,9 @@ class UpdateCycle:
                  ("published", self._publish)]
         for name, step in steps:
             if state.step_done(name):
+                continue
+            if name in ("exported", "published") and not self.config.update.publish:
+                state.finish_step(name)  # a simulation that measures learning only
                 continue
             if stop is not None and stop():
                 raise CycleStopped("stopped before step {!r} of cycle {}; `miro-edge update` resumes it".format(
@@ -341,10 +345,11 @@ class UpdateCycle:
             float(cyc["metrics"]["val_accuracy"]), dict(cyc["class_metrics"]), int(rep["em_size"]),
             int(rep["sb_size"]), float(rep["swap_ratio"]), float(rep["energy_j"]), str(rep["energy_label"]),
             float(rep["profile_energy_j"]), float(rep["train_seconds"]), int(rep["sample_passes"]),
-            str(cyc["checkpoint"]), cyc.get("version"), bool(cyc.get("accepted")), str(cyc.get("reason", "")),
+            int(rep["swaps_done"]), str(cyc["checkpoint"]), cyc.get("version"), bool(cyc.get("accepted")),
+            str(cyc.get("reason", "not published (update.publish is false)")),
             resumed)
         self.recorder.record("cycle", **result.as_dict(), energy_source=rep["energy_source"],
-                             swaps_done=rep["swaps_done"], profile=rep["profile"])
+                             profile=rep["profile"])
         fault_point("finish:after-journal")
         state.data.update({"cycles_done": number + 1, "checkpoint": cyc["checkpoint"], "learner": cyc["learner"],
                            "cycle": None, "last_cycle": result.as_dict()})

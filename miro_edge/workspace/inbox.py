@@ -67,11 +67,15 @@ class Inbox:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def put(self, x: np.ndarray, labels: Sequence[Label], source: str = "api") -> str:
-        """Write one validated batch durably; returns its file name."""
+    def put(self, x: np.ndarray, labels: Sequence[Label], source: str = "api", name: Optional[str] = None) -> str:
+        """Write one validated batch durably; returns its file name. A caller that must queue a
+        batch at most once names it (``name``): the name is the batch's identity."""
         self.path.mkdir(parents=True, exist_ok=True)
         _counter[0] += 1
-        name = "{:020d}-{:07d}-{:06d}{}".format(time.time_ns(), os.getpid(), _counter[0], SUFFIX)
+        if name is None:
+            name = "{:020d}-{:07d}-{:06d}{}".format(time.time_ns(), os.getpid(), _counter[0], SUFFIX)
+        elif not name.endswith(SUFFIX) or "/" in name or name.startswith("."):
+            raise InputError("inbox batch name {!r} must be a plain file name ending in {}".format(name, SUFFIX))
         tmp = self.path / ".{}.{}.tmp".format(name, os.getpid())
         with open(str(tmp), "wb") as handle:
             np.savez(handle, x=np.ascontiguousarray(x, dtype=np.float32),

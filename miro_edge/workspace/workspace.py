@@ -147,6 +147,15 @@ class Workspace:
             self._cycle = UpdateCycle(self)
         return self._cycle.run(progress or (lambda line: None), stop, gate)
 
+    def record(self, kind: str, **fields: Any) -> None:
+        """One line in the workspace's journal (``results.jsonl``), through the cycle's recorder."""
+        self._check_writer()
+        if self._cycle is None:
+            from miro_edge.workspace.cycle import UpdateCycle
+
+            self._cycle = UpdateCycle(self)
+        self._cycle.recorder.record(kind, **fields)
+
     def _check_writer(self) -> None:
         if not (self.writer and self.lock.held):
             raise MiroEdgeError("this Workspace was opened read-only or outside `with`; open it with "

@@ -28,7 +28,7 @@ def command(config_path: str, out_dir: Optional[str], seed: Optional[int]) -> No
     def progress(result: TaskResult) -> None:
         click.echo("  task {:>2} classes {:<10} avg acc {:6.3f}  EM {:>5}  SB {:>5}  swaps {:>6}  {:6.1f}s".format(
             result.task_id, ",".join(map(str, result.classes)), result.average_accuracy, result.em_size,
-            result.sb_size, result.swaps_done, result.fit.seconds))
+            result.sb_size, result.swaps_done, result.train_seconds))
 
     result = run_session(config, out_dir, on_task=progress)
     skipped = len(result.accuracy_matrix) - len(result.tasks)
