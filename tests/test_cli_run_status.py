@@ -19,11 +19,11 @@ train: {model: cnn2d, width: 8, epochs: 2}
     out = runner.invoke(cli, ["run", "--config", str(config), "--out", str(tmp_path / "run")])
     assert out.exit_code == 0, out.output
     assert "task  1" in out.output and "final average accuracy" in out.output
-    assert (tmp_path / "run" / "checkpoints" / "task-001.pt").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "cycle-000001.pt").is_file()
     status = runner.invoke(cli, ["status", str(tmp_path / "run")])
     assert status.exit_code == 0, status.output
-    assert "tasks done     0, 1" in status.output and "finished" in status.output
-    assert "estimated" in status.output and "records" in status.output
+    assert "tasks done     0, 1" in status.output and "cycles done    2" in status.output
+    assert "estimated" in status.output and "held out" in status.output
 
 
 def test_bad_config_is_one_clean_error(tmp_path):
@@ -40,4 +40,4 @@ def test_bad_config_is_one_clean_error(tmp_path):
 
 def test_status_of_non_run_dir(tmp_path):
     out = CliRunner().invoke(cli, ["status", str(tmp_path)])
-    assert out.exit_code != 0 and "not a miro_edge run directory" in str(out.exception or out.output)
+    assert out.exit_code != 0 and "not a miro_edge workspace" in str(out.exception or out.output)

@@ -233,7 +233,8 @@ def test_memory_budget_drop_mid_task_switches_and_rss_stays_under_budget(tmp_pat
     from miro_edge.config import from_dict
     from miro_edge.data.sources import ArraySource
     from miro_edge.data.stream import ClassIncrementalStream
-    from miro_edge.session import Session, SessionConfig
+    from miro_edge.session import SessionConfig
+    from controller_harness import TaskRunner
 
     shape = (4, 3000)
     x, y = blobs([0, 1, 2, 3], n=400, seed=3, shape=shape)
@@ -268,7 +269,7 @@ def test_memory_budget_drop_mid_task_switches_and_rss_stays_under_budget(tmp_pat
     with Recorder(tmp_path / "r.jsonl") as rec, open_meter("model") as meter, \
             SampleStore(tmp_path / "store", sample_shape=shape, dtype=np.float32) as store:
         controller = MiroController(config.controller, config.train, meter, rec)
-        session = Session(config, store, stream, rec, tmp_path, meter, [DropBudget(), RssProbe()], controller)
+        session = TaskRunner(config, store, stream, rec, meter, [DropBudget(), RssProbe()], controller)
         session.run_task(tasks[0])
         state["base"] = process.memory_info().rss - session.em.nbytes - session.sb.data.nelement() * 4
         session.run_task(tasks[1])

@@ -9,7 +9,9 @@ from miro_edge.data.stream import ClassIncrementalStream
 from miro_edge.energy import open_meter
 from miro_edge.memory.store import SampleStore
 from miro_edge.recorder import Recorder
-from miro_edge.session import Session, SessionConfig
+from miro_edge.session import SessionConfig
+
+from controller_harness import TaskRunner
 
 
 def test_ratio_is_data_ratio_when_profiling_is_cheap_enough():
@@ -57,7 +59,7 @@ def test_first_task_profiles_sb_sizes_and_profiling_stays_under_its_share(tmp_pa
     with Recorder(tmp_path / "r.jsonl") as rec, open_meter("model") as meter, \
             SampleStore(tmp_path / "store", sample_shape=stream.input_shape, dtype=np.float32) as store:
         controller = MiroController(config.controller, config.train, meter, rec)
-        session = Session(config, store, stream, rec, tmp_path, meter, [], controller)
+        session = TaskRunner(config, store, stream, rec, meter, [], controller)
         for task in stream:
             session.run_task(task)
     grids = {e["task_id"]: e for e in rec.of_kind("grid")}

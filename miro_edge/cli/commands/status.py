@@ -35,6 +35,9 @@ def command(directory: str, as_json: bool) -> None:
         click.echo("last cycle     {}: val accuracy {:.3f}, EM {}, SB {}, swap ratio {}, {:.1f} J ({}, {})".format(
             last["cycle"], last["val_accuracy"], last["em_size"], last["sb_size"], last["swap_ratio"],
             last["energy_j"], last["energy_label"], last["energy_source"]))
+    if st["tasks"]:
+        click.echo("tasks done     {} (simulated session; last average accuracy {:.3f})".format(
+            ", ".join(str(t["task_id"]) for t in st["tasks"]), st["tasks"][-1]["average_accuracy"]))
     click.echo("energy         {:.1f} J over all cycles ({})".format(st["energy_j"], st["energy_label"]))
     click.echo("current model  {}".format("v{:06d}".format(st["current_version"]) if st["current_version"] else "none"))
     for v in st["versions"]:
