@@ -47,7 +47,9 @@ def serve(root: Path, source: str = "synthetic", uri: Optional[str] = None, fps:
           engine: str = "auto", max_frames: Optional[int] = None, duration_s: Optional[float] = None,
           on_prediction: Optional[Callable[[Prediction], None]] = None, predictions_out: Optional[TextIO] = None,
           feedback_every: int = 0, config: Optional[LiveConfig] = None,
-          stop: Optional[threading.Event] = None, loop_source: bool = False) -> LiveStats:
+          stop: Optional[threading.Event] = None, loop_source: bool = False,
+          preprocess: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+          on_ready: Optional[Callable[[FeedbackInbox], None]] = None) -> LiveStats:
     """Serve until the source ends, a limit is hit, or SIGTERM/SIGINT; return the loop's stats.
 
     ``feedback_every`` N > 0 sends every N-th frame with its label back as live feedback (sources
@@ -63,6 +65,8 @@ def serve(root: Path, source: str = "synthetic", uri: Optional[str] = None, fps:
     if loop_source and hasattr(frames, "loop"):
         frames.loop = True  # type: ignore[attr-defined]  # a file source replayed until stopped
     feedback = FeedbackInbox(root, shape)
+    if on_ready is not None:
+        on_ready(feedback)  # e.g. an app's UI thread sending the user's corrections
     state = {"loop": None}  # type: Dict[str, Any]
 
     def emit(pred: Prediction) -> None:
@@ -84,7 +88,7 @@ def serve(root: Path, source: str = "synthetic", uri: Optional[str] = None, fps:
     load = load_file(root)
     try:
         with registry_live_loop(str(root / "registry"), _Stoppable(frames, stop_event), engine, None, config, emit,
-                                ingest=feedback, load=load) as loop:
+                                ingest=feedback, preprocess=preprocess, load=load) as loop:
             state["loop"] = loop
             loop.run(max_frames=max_frames, duration_s=duration_s)
         return loop.stats  # after exit: includes the feedback delivered

@@ -1,1 +1,0 @@
-"""miro_edge.runtime"""
