@@ -42,9 +42,11 @@ class DaemonConfig:
     idle: IdlePolicyConfig = field(default_factory=lambda: IdlePolicyConfig(max_live_load=0.5),
                                    help="train only while the live load is low (and on power / in a time window)")
     poll_s: float = field(2.0, help="seconds between looks at the inbox and the live load")
+    nice: int = field(10, help="CPU niceness the daemon runs at (0-19): the live loop wins every contended core")
 
     def __post_init__(self) -> None:
         require(self.poll_s > 0, "daemon.poll_s", "must be > 0")
+        require(0 <= self.nice <= 19, "daemon.nice", "must be in 0..19")
 
 
 @dataclass(frozen=True)

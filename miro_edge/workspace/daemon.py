@@ -6,6 +6,7 @@ the idle policy is the controller's (``daemon.idle`` in workspace.yaml: load thr
 power, a daily time window).
 """
 import logging
+import os
 import signal
 import threading
 import time
@@ -35,10 +36,21 @@ def due(ws: Workspace) -> Optional[str]:
     return None
 
 
+def _lower_priority(nice: int) -> None:
+    """Training yields the CPU to the live loop: raise this process's niceness to ``nice``."""
+    try:
+        current = os.nice(0)
+        if nice > current:
+            os.nice(nice - current)
+    except OSError as exc:  # not fatal: the idle policy still pauses training under load
+        logger.warning("cannot lower the daemon's CPU priority: %s", exc)
+
+
 def run_daemon(ws: Workspace, log: Callable[[str], None], max_cycles: Optional[int] = None,
                stop: Optional[threading.Event] = None, timeout_s: Optional[float] = None) -> Dict[str, Any]:
     """Loop until SIGTERM/SIGINT (or ``max_cycles`` cycles, or ``timeout_s``); one log line per cycle."""
     stop = stop or threading.Event()
+    _lower_priority(ws.config.daemon.nice)
     previous = None
     if threading.current_thread() is threading.main_thread():
         handler = lambda *_: stop.set()  # noqa: E731

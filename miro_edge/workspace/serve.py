@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, TextIO
 
@@ -75,7 +76,7 @@ def serve(root: Path, source: str = "synthetic", uri: Optional[str] = None, fps:
         if predictions_out is not None:
             predictions_out.write(json.dumps({"index": pred.index, "label": pred.label, "class_id": pred.class_id,
                                               "confidence": round(pred.confidence, 6), "version": pred.version,
-                                              "latency_ms": round(pred.latency_s * 1e3, 3)}) + "\n")
+                                              "latency_ms": round(pred.latency_s * 1e3, 3), "time": round(time.time(), 4)}) + "\n")
             predictions_out.flush()
         if feedback_every and pred.index % feedback_every == 0:
             label_of = getattr(frames, "label_of", None)
