@@ -112,7 +112,29 @@ class SessionRecord:
         atomic_write_json(self.path, self.data)
 
 
-def _evaluate(ws: Workspace, cycle: int, seen: Sequence[Task]) -> List[float]:
+def _check_same_data(record: SessionRecord, stream: ClassIncrementalStream, name: str) -> None:
+    """A run directory belongs to one data set: its classes and their order are recorded and checked,
+    so a data file that grew (or changed) behind the run is refused instead of silently remapped."""
+    seen = {"class_order": [int(c) for c in stream.class_order], "samples": int(len(stream._y))}
+    recorded = record.data.get("data")
+    if recorded is None:
+        record.data["data"] = seen
+        record.save()
+    elif recorded != seen:
+        raise InputError(
+            "the data set behind {} changed since the run began ({} classes, {} samples; now {} classes, {} samples "
+            "of {}): resuming would re-cut the tasks. Use another --out, or add the new samples to this "
+            "workspace with `miro-edge ingest` (every label keeps its class id)".format(
+                record.path.parent, len(recorded["class_order"]), recorded["samples"], len(seen["class_order"]),
+                seen["samples"], name))
+
+
+def _original(y: np.ndarray, order: Sequence[int]) -> List[int]:
+    """The data set's own labels of a task's class ids: what the workspace learns them as."""
+    return [int(order[int(v)]) for v in y]
+
+
+def _evaluate(ws: Workspace, cycle: int, seen: Sequence[Task], order: Sequence[int]) -> List[float]:
     """Accuracy on each seen task's test split, with the model the cycle ended with (its checkpoint)."""
     from miro_edge.model.checkpoint import model_from_checkpoint
 
@@ -120,7 +142,7 @@ def _evaluate(ws: Workspace, cycle: int, seen: Sequence[Task]) -> List[float]:
     labels = ws.labels
     accs = []
     for task in seen:
-        y = np.asarray(labels.encode([int(v) for v in task.y_test]), dtype=np.int64)
+        y = np.asarray(labels.encode(_original(task.y_test, order)), dtype=np.int64)
         accs.append(accuracy(model, task.x_test, y))
     return accs
 
@@ -138,6 +160,7 @@ def run_session(config: SessionConfig, out_dir: Optional[str] = None,
             raise InputError("{} exists and is not a miro_edge run directory; pass another --out".format(out))
         Workspace.init(out, config.workspace_config(stream.input_shape))
     record.load()
+    _check_same_data(record, stream, source.name)
     results = []  # type: List[TaskResult]
     with Workspace.open(out, what="run") as ws:
         if ws.config != config.workspace_config(stream.input_shape):
@@ -147,8 +170,8 @@ def run_session(config: SessionConfig, out_dir: Optional[str] = None,
         for task in stream:
             if task.task_id < done_rows:
                 continue
-            cycle = _run_task(ws, task, progress)
-            accs = _evaluate(ws, task.task_id, [stream.task(t) for t in range(task.task_id + 1)])
+            cycle = _run_task(ws, task, stream.class_order, progress)
+            accs = _evaluate(ws, task.task_id, [stream.task(t) for t in range(task.task_id + 1)], stream.class_order)
             result = _task_result(task, cycle, ws, accs)
             record.data["rows"].append(accs)
             record.data["tasks"].append(result.__dict__)
@@ -170,13 +193,14 @@ def run_session(config: SessionConfig, out_dir: Optional[str] = None,
                          label)
 
 
-def _run_task(ws: Workspace, task: Task, progress: Optional[Callable[[str], None]]) -> Dict[str, Any]:
+def _run_task(ws: Workspace, task: Task, order: Sequence[int],
+              progress: Optional[Callable[[str], None]]) -> Dict[str, Any]:
     """Queue the task's samples (once: its inbox file is named after it) and run its cycle."""
     state = ws.state
     if state.cycles_done <= task.task_id and state.cycle is None:
         name = "task-{:06d}.npz".format(task.task_id)
         if name not in ws.inbox.names():
-            x, labels = ws.validate(task.x_train, [int(v) for v in task.y_train])
+            x, labels = ws.validate(task.x_train, _original(task.y_train, order))
             ws.inbox.put(x, labels, source="session", name=name)
     if state.cycles_done <= task.task_id:
         result = ws.update(progress=progress)
