@@ -81,6 +81,7 @@ class UpdateCycle:
         self._meter = None  # type: Any
         self._learner = None  # type: Any
         self._recorder = None  # type: Optional[Recorder]
+        self.accept_store_loss = False
         ws._stack.callback(self.close)
 
     # -- resources, opened on first use --------------------------------------------------------------
@@ -95,7 +96,50 @@ class UpdateCycle:
         if self._store is None:
             from miro_edge.memory.store import SampleStore
 
-            self._store = SampleStore.from_config(self.root / "store", self.config.memory.store)
+            path = self.root / "store"
+            expected = self.ws.state.data.get("store_counts")
+            if expected and not path.is_dir():
+                raise StoreError("{} is gone but state.json says it holds {} samples; restore it from a backup "
+                                 "(the workspace cannot learn on without its old samples)".format(
+                                     path, sum(sum(v.values()) for v in expected.values())))
+            self._store = SampleStore.from_config(path, self.config.memory.store, create=not expected)
+            try:
+                self._check_store(expected)
+            except BaseException:
+                self._store.close()
+                self._store = None
+                raise
+        return self._store
+
+    def _check_store(self, expected: Optional[Dict[str, Dict[str, int]]]) -> None:
+        """What state.json says the last committed drain left in the store must be there (per split
+        and class); a lost WAL, a restored old copy or a deleted file shows here, not as a quiet
+        resume at lower accuracy."""
+        cyc = self.ws.state.cycle
+        if not expected or (cyc is not None and cyc.get("drain") and not cyc["drain"].get("committed")):
+            return  # nothing recorded yet, or a drain whose commit is being checked by the drain step
+        got = _counts(self.store_unchecked)
+        if got == expected:
+            return
+        lost = []
+        for split in ("train", "val"):
+            for cid, n in sorted(expected.get(split, {}).items(), key=lambda kv: int(kv[0])):
+                have = got.get(split, {}).get(cid, 0)
+                if have != n:
+                    lost.append("class {} {}: {} of {}".format(cid, split, have, n))
+        if self.accept_store_loss:
+            logger.warning("accepting the store as it is: %s", "; ".join(lost))
+            self.ws.state.data["store_counts"] = got
+            self.ws.state.save()
+            self.recorder.record("store_loss_accepted", differences=lost)
+            return
+        raise StoreError("the store does not hold what state.json recorded after the last cycle ({}). Restore {} "
+                         "from a backup, or accept the loss with `miro-edge update {} --accept-store-loss` (lost "
+                         "samples are not learnt again)".format("; ".join(lost[:6]) + (" ..." if len(lost) > 6 else ""),
+                                                                self.root / "store", self.root))
+
+    @property
+    def store_unchecked(self) -> Any:
         return self._store
 
     @property
@@ -122,11 +166,12 @@ class UpdateCycle:
             state = self.ws.state.data
             if state.get("checkpoint"):
                 restored, missing = self._learner.restore(self.root / state["checkpoint"], state["learner"])
-                if missing:
+                if missing and not self.accept_store_loss:
                     raise StoreError(
                         "the store lost {} of the {} replay samples the last cycle kept (restored {}); the store "
-                        "does not match state.json. Run `miro-edge verify {}` to see what is gone".format(
-                            missing, restored + missing, restored, self.root))
+                        "does not match state.json. Restore it from a backup, or go on without them: "
+                        "`miro-edge update {} --accept-store-loss`".format(missing, restored + missing, restored,
+                                                                           self.root))
         return self._learner
 
     def close(self) -> None:
@@ -145,6 +190,7 @@ class UpdateCycle:
     def run(self, progress: Callable[[str], None], stop: Optional[Callable[[], bool]] = None,
             gate: Any = None) -> Optional[CycleResult]:
         state = self.ws.state
+        self.store  # opened and checked against state.json before anything is written  # noqa: B018
         resumed = state.cycle["step"] if state.cycle is not None else None
         if state.cycle is None:
             names = self.ws.inbox.names()
@@ -188,6 +234,9 @@ class UpdateCycle:
         names = list(cyc["files"])
         pending = cyc.get("drain")
         if pending is not None and self._committed(pending["first_id"], pending["count"]):
+            state.data["next_id"] = int(pending["first_id"]) + int(pending["count"])
+            state.data["store_counts"] = _counts(self.store)
+            state.save()
             ws.inbox.remove(names)  # the commit happened before the cut: only the cleanup is left
             return {"drain": dict(pending, committed=True)}, "{} samples (committed before a restart)".format(
                 pending["count"])
@@ -218,6 +267,7 @@ class UpdateCycle:
             raise StoreError("the store gave record ids from {} but state.json expected {}: the store and the "
                              "workspace disagree; run `miro-edge verify {}`".format(ids[0], first_id, self.root))
         state.data["next_id"] = int(ids[-1]) + 1 if ids else first_id
+        state.data["store_counts"] = _counts(self.store)  # evictions by a quota included
         drain["committed"] = True
         state.save()
         fault_point("drain:before-inbox-cleanup")
@@ -355,6 +405,11 @@ class UpdateCycle:
                            "cycle": None, "last_cycle": result.as_dict()})
         state.save()
         return result
+
+
+def _counts(store: Any) -> Dict[str, Dict[str, int]]:
+    """Records per split and class id (JSON keys: strings) as the store reports them."""
+    return {split: {str(c): int(n) for c, n in store.class_counts(split).items()} for split in ("train", "val")}
 
 
 def _published(version: int, accepted: bool, reason: str) -> Tuple[Dict[str, Any], str]:

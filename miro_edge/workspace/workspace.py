@@ -136,7 +136,7 @@ class Workspace:
         return self.inbox.waiting()[0]
 
     def update(self, progress: Optional[Progress] = None, stop: Optional[Callable[[], bool]] = None,
-               gate: Any = None) -> Any:
+               gate: Any = None, accept_store_loss: bool = False) -> Any:
         """Run one update cycle (or finish the one a kill interrupted); see ``cycle.UpdateCycle``.
 
         Returns a ``CycleResult``; ``None`` when there was nothing to learn."""
@@ -145,6 +145,7 @@ class Workspace:
             from miro_edge.workspace.cycle import UpdateCycle
 
             self._cycle = UpdateCycle(self)
+        self._cycle.accept_store_loss = accept_store_loss
         return self._cycle.run(progress or (lambda line: None), stop, gate)
 
     def record(self, kind: str, **fields: Any) -> None:

@@ -281,3 +281,56 @@ def test_bad_samples_are_rejected_naming_the_index_and_nothing_is_queued(tmp_pat
                          capture_output=True, text=True)
     assert out.returncode == 1 and "f.npz sample 5 contains NaN" in out.stderr
     assert ws.waiting() == 10  # nothing of the bad file was queued
+
+
+def test_resume_checks_the_store_against_state_json(tmp_path, data):
+    """A store that lost samples (a deleted WAL, a restored old copy) or is gone is a clear error that
+    says what is missing and how to go on; never a quiet resume."""
+    import shutil
+
+    from miro_edge.memory.store import SampleStore
+
+    x, y = data
+    ws_dir = Workspace.init(tmp_path / "ws", _config())
+    mask = np.isin(y, [1, 2])
+    _cycle(ws_dir, x[mask], NAMES[y[mask]].tolist())
+    Workspace.open(ws_dir, writer=False).ingest(x[y == 3], ["three"] * int((y == 3).sum()))
+    with SampleStore(ws_dir / "store", create=False) as store:
+        store.delete(list(range(5)))  # five samples of the first cycle vanish
+    out = subprocess.run([sys.executable, "-m", "miro_edge", "update", str(ws_dir)], capture_output=True, text=True)
+    assert out.returncode == 1 and "does not hold what state.json recorded" in out.stderr, out.stderr
+    assert "--accept-store-loss" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run([sys.executable, "-m", "miro_edge", "update", str(ws_dir), "--accept-store-loss"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "cycle 1" in out.stdout, out.stdout + out.stderr
+    shutil.rmtree(str(ws_dir / "store"))
+    Workspace.open(ws_dir, writer=False).ingest(x[y == 4], ["four"] * int((y == 4).sum()))
+    out = subprocess.run([sys.executable, "-m", "miro_edge", "update", str(ws_dir)], capture_output=True, text=True)
+    assert out.returncode == 1 and "is gone" in out.stderr and not (ws_dir / "store").exists()
+
+
+def test_two_runs_on_one_out_dir_never_both_write(tmp_path):
+    """The second `miro-edge run` on a directory in use fails at once naming the holder; the store
+    holds each task once."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {dataset: digits, classes_per_task: 5}\ntrain: {width: 8, epochs: 8, threads: 1}\n"
+                   "memory: {em_size: 20}\n")
+    cmd = [sys.executable, "-m", "miro_edge", "run", "--config", str(cfg), "--out", str(tmp_path / "run")]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    lock = tmp_path / "run" / ".writer.lock"
+    while not (lock.exists() and "(run)" in lock.read_text()):
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.02)
+    second = subprocess.run(cmd, capture_output=True, text=True)
+    first.communicate(timeout=300)
+    assert first.returncode == 0
+    assert second.returncode == 1 and "in use by another writer (pid {} (run))".format(first.pid) in second.stderr
+    status = json.loads(subprocess.run([sys.executable, "-m", "miro_edge", "status", str(tmp_path / "run"),
+                                        "--json"], capture_output=True, text=True, check=True).stdout)
+    from miro_edge.data.sources import load_source
+    from miro_edge.data.stream import ClassIncrementalStream
+
+    stream = ClassIncrementalStream(load_source("digits"), 5, seed=0)
+    assert status["store_records"] == sum(len(task.y_train) for task in stream)  # each task once
+    assert [t["task_id"] for t in status["tasks"]] == [0, 1]

@@ -4,7 +4,9 @@ import click
 
 @click.command("update")
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
-def command(directory: str) -> None:
+@click.option("--accept-store-loss", is_flag=True,
+              help="the store lost samples (a damaged or restored store): go on with what it holds")
+def command(directory: str, accept_store_loss: bool) -> None:
     """Drain → hold out → [profile] → train → EM → validate → checkpoint → export → canary → publish.
 
     Exits 0 when the new version is published or there was nothing to learn, 2 when the canary
@@ -12,7 +14,7 @@ def command(directory: str) -> None:
     from miro_edge.workspace.workspace import Workspace
 
     with Workspace.open(directory, what="update") as ws:
-        result = ws.update(progress=click.echo)
+        result = ws.update(progress=click.echo, accept_store_loss=accept_store_loss)
     if result is None:
         return
     click.echo("cycle {}: val accuracy {:.3f}; {}".format(
