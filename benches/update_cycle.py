@@ -87,6 +87,15 @@ def main():
         _, err = p.communicate(timeout=60)
         during = [json.loads(line) for line in (tmp / "during.jsonl").read_text().splitlines()]
         lat, dropped_late = late(during, t0, t1)
+        slow = sorted((q for q in during if t0 <= q["time"] <= t1), key=lambda q: -q["latency_ms"])[:8]
+        print("slowest frames during the cycle (s after daemon start, ms, version):",
+              [(round(q["time"] - t0, 2), q["latency_ms"], q["version"]) for q in slow])
+        steps_at = []
+        for line in (ws / "results.jsonl").read_text().splitlines():
+            ev = json.loads(line)
+            if ev["kind"] == "cycle_step" and ev["cycle"] == 1:
+                steps_at.append((ev["step"], round(ev["time"] - t0, 2)))
+        print("steps finished at (s after daemon start):", steps_at)
         steps = {}
         cycle = None
         for line in (ws / "results.jsonl").read_text().splitlines():

@@ -217,8 +217,10 @@ def _prediction(index: int, logits: np.ndarray, version: Optional[int], latency:
 
 
 class LoadMeter:
-    """The live load the idle policy reads: the busy fraction of the frame period over the last
-    frames (latency / period; 1 when frames come back to back), published to a gauge or file."""
+    """The live load the idle policy reads: the busy fraction of the frame period (latency / period;
+    1 when frames come back to back) over the last ``window`` frames, taken at the 90th percentile so
+    that the latency spikes training causes raise it (a mean would hide them), published to a gauge
+    or file."""
 
     def __init__(self, sink: Any, window: int = 30) -> None:
         self.sink = sink  # LoadGauge (set) or LoadFile (publish)
@@ -233,7 +235,7 @@ class LoadMeter:
         self._t.append(now)
         if len(self._busy) > self.window:
             del self._busy[0], self._t[0]
-        level = float(np.mean(self._busy))
+        level = float(np.percentile(self._busy, 90))
         fps = (len(self._t) - 1) / (self._t[-1] - self._t[0]) if len(self._t) > 1 and self._t[-1] > self._t[0] else 0.0
         if hasattr(self.sink, "publish"):
             self.sink.publish(level, fps)
