@@ -57,11 +57,8 @@ venv install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/miro-edge run --config configs/demo.yaml
 
-DOCKERFILES := $(wildcard docker/jetson/*/Dockerfile)
-
 test: $(STAMP) $(PY38_NOTORCH)
 	$(VENV)/bin/vermin --target=3.8- --violations --no-tips -q miro_edge docker/jetson/smoke_test.py
-	$(VENV)/bin/hadolint --failure-threshold warning $(DOCKERFILES)
 	$(PY) -m pytest -q
 
 test-faults: $(STAMP)
@@ -69,12 +66,12 @@ test-faults: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/vermin --target=3.8- --violations --no-tips miro_edge docker/jetson/smoke_test.py
-	$(VENV)/bin/hadolint --failure-threshold warning $(DOCKERFILES)
+	$(VENV)/bin/hadolint --failure-threshold warning docker/jetson/*/Dockerfile
 
 bench: $(STAMP)
 	for b in benches/*.py; do $(PY) $$b --quick || exit 1; done
 
-compat: $(COMPAT_STAMPS)
+compat: $(COMPAT_STAMPS) $(PY38_NOTORCH)
 	@for t in $(COMPAT_TORCHES); do \
 	  echo "== make compat: Python 3.8 + torch $$t"; \
 	  $(COMPAT_DIR)/torch-$$t/bin/python -c "import sys, torch; print(sys.version.split()[0], torch.__version__)" || exit 1; \
