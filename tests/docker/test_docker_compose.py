@@ -55,7 +55,9 @@ def test_two_services_share_one_workspace_on_the_nvidia_runtime(board):
         assert len(ws) == 1 and not ws[0][2], "{}: one writable /workspace mount".format(name)
         workspaces.add(ws[0][0])
         assert "video" in svc["group_add"]
-    assert workspaces == {"miro-edge-workspace"} and "miro-edge-workspace" in doc["volumes"]
+        engines = [m for m in mounts(svc) if m[1] == "/home/miro/.cache/miro_edge"]
+        assert engines and engines[0][0] == "miro-edge-engines", "{}: TensorRT engines must outlive it".format(name)
+    assert workspaces == {"miro-edge-workspace"} and set(doc["volumes"]) == {"miro-edge-workspace", "miro-edge-engines"}
     assert services["serve"]["command"][:2] == ["serve", "/workspace"] and "--source" in services["serve"]["command"]
     assert services["daemon"]["command"] == ["daemon", "/workspace"]
 

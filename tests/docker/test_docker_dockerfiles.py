@@ -99,5 +99,8 @@ def test_image_runs_the_smoke_test_after_installing_and_as_the_non_root_user(boa
     assert install < user < smoke, "install, then USER, then the smoke test"
     assert "--target {}".format(board) in final[smoke]
     assert final[user].split()[1] not in ("root", "0")
+    owned = next(l for l in final if "useradd" in l)
+    assert "install -d -o miro -g miro /workspace /home/miro/.cache/miro_edge" in owned, \
+        "the compose volumes' mount points must belong to miro"
     assert any(l.startswith("HEALTHCHECK ") for l in final) and any(l.startswith("VOLUME ") and "/workspace" in l
                                                                      for l in final)
