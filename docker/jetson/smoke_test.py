@@ -84,8 +84,8 @@ def tiny_checkpoint(path: Path) -> Path:
     """A real (untrained) checkpoint of the smallest built-in model, written by the SDK itself."""
     import torch
 
-    from miro_edge.train.checkpoint import save_checkpoint
-    from miro_edge.train.models import create_model
+    from miro_edge.model.architectures import create_model
+    from miro_edge.model.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     shape = (1, 8, 8)
