@@ -17,7 +17,7 @@ COMPAT_DIR  ?= .venv-compat
 COMPAT_PINS := docker/jetson/constraints-py38.txt
 COMPAT_TORCHES := $(TX2_TORCH_VERSION) $(XAVIER_NX_COMPAT_TORCH)
 COMPAT_STAMPS  := $(foreach t,$(COMPAT_TORCHES),$(COMPAT_DIR)/torch-$(t)/.installed-stamp)
-COMPAT_PYTEST_ARGS ?= -q -p no:cacheprovider
+COMPAT_PYTEST_ARGS ?= -q -rs -p no:cacheprovider
 
 $(COMPAT_DIR)/torch-%/.installed-stamp: $(COMPAT_PINS) pyproject.toml
 	@test -x "$(PY38)" || { echo "Error: no CPython 3.8 at $(PY38); set PY38=/path/to/python3.8"; exit 1; }
