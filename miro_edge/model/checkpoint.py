@@ -5,7 +5,8 @@ A checkpoint is a dict saved with ``torch.save``::
     {"format_version": 1, "model_name": str, "input_shape": [...], "num_classes": int,
      "width": int, "state_dict": ..., "config": {...}, "task_id": int, "metrics": {...}}
 
-It is always loaded with ``torch.load(..., weights_only=True)``: a checkpoint can never run code.
+It is always loaded weights-only (``miro_edge.utils.torch_compat.load_weights_only``: torch's
+``weights_only=True``, or the same allowlist on torch 1.13): a checkpoint can never run code.
 """
 import io
 import logging
@@ -14,6 +15,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 from miro_edge.errors import CheckpointError
 from miro_edge.utils.atomic import atomic_write_bytes
+from miro_edge.utils.torch_compat import load_weights_only
 
 logger = logging.getLogger(__name__)
 
@@ -24,14 +26,12 @@ PathLike = Union[str, Path]
 
 
 def read_checkpoint(path: PathLike) -> Dict[str, Any]:
-    """Load a checkpoint dict safely (``weights_only=True``) and check its keys and version."""
-    import torch
-
+    """Load a checkpoint dict safely (weights only) and check its keys and version."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("checkpoint {} does not exist; pass the .pt file the trainer wrote".format(path))
     try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+        ckpt = load_weights_only(str(path), map_location="cpu")
     except Exception as exc:  # torch raises many types for truncated/corrupt/unsafe files
         raise CheckpointError("cannot load checkpoint {} ({}: {}); the file is corrupt, truncated or "
                               "not a miro_edge checkpoint".format(path, type(exc).__name__, exc)) from None

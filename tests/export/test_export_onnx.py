@@ -7,7 +7,8 @@ from miro_edge.errors import ConfigError, ExportError
 from miro_edge.model.checkpoint import model_from_checkpoint, read_checkpoint
 from miro_edge.errors import CheckpointError, OnnxModelError, ParityError
 from miro_edge.model.onnx_file import check_onnx
-from miro_edge.export.onnx_export import OnnxExportConfig, choose_exporter, default_opset, export_onnx
+from miro_edge.export.onnx_export import (OnnxExportConfig, choose_exporter, default_opset, export_onnx,
+                                          export_parameters)
 from miro_edge.export.parity import ParityConfig, check_parity
 from miro_edge.export.pipeline import export_checkpoint
 from miro_edge.export.targets import TARGETS, get_target
@@ -64,6 +65,8 @@ def test_exporter_choice_from_signature():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif("dynamo" not in export_parameters(),
+                    reason="this torch.onnx.export has no dynamo exporter (torch < 2.5, as on the Jetson boards)")
 def test_dynamo_exporter_path_gives_requested_opset(tmp_path, ckpt_factory):
     ckpt = ckpt_factory("cnn1d")
     model = model_from_checkpoint(ckpt)

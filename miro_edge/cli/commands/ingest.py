@@ -1,4 +1,5 @@
 """``miro-edge ingest DIR --from PATH``: queue labelled samples for the next update cycle."""
+import io
 import sys
 from pathlib import Path
 
@@ -26,8 +27,10 @@ def command(directory: str, source: str) -> None:
         seen += len(labels)
     total = count_samples(path) or seen
     done = 0
-    with click.progressbar(length=total, label="ingesting", file=sys.stderr,
-                           hidden=not sys.stderr.isatty()) as bar:
+    # Silent when stderr is not a terminal. Not `hidden=`: that arrived in click 8.2 (Python >= 3.10),
+    # and the boards run 3.8 with click 8.1, whose bar still prints its label to a non-terminal.
+    bar_file = sys.stderr if sys.stderr.isatty() else io.StringIO()
+    with click.progressbar(length=total, label="ingesting", file=bar_file) as bar:
         for x, labels in read_samples(path, ws.input_shape):  # pass 2: queue
             done += ws.ingest(x, labels, source="cli:" + path.name)
             bar.update(len(labels))
