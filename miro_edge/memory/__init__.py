@@ -5,7 +5,7 @@ from miro_edge.memory.em import EpisodicMemory, ResizeReport, balanced_quota
 from miro_edge.memory.sb import StreamBuffer
 from miro_edge.memory.store import (DEFAULT_BACKEND, RecordNotFoundError, SampleStore, StoreConfig, StoreStats,
                                     StoreVersionError, VerifyReport)
-from miro_edge.memory.store_backend import STORE_BACKENDS
+from miro_edge.memory.store.backends.base import STORE_BACKENDS
 from miro_edge.memory.swap import SwapConfig, SwapStats, SwapWorker
 from miro_edge.memory.types import SampleSource, StoredSample
 

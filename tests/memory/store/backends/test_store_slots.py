@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 
 from miro_edge.errors import ConfigError, CorruptRecordError, StoreError, StoreFullError
-from miro_edge.memory import store_slots
+from miro_edge.memory.store.backends import slots as store_slots
+from miro_edge.memory.store.backends import slots_index
 from miro_edge.memory.store import SampleStore
 from miro_fakes import readers_during
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def _sample(i):
@@ -75,7 +76,7 @@ _CRASH_CHILD = textwrap.dedent("""
     import os, sys
     import numpy as np
     sys.path.insert(0, sys.argv[1])
-    from miro_edge.memory import store_slots
+    from miro_edge.memory.store.backends import slots as store_slots
     from miro_edge.memory.store import SampleStore
     s = SampleStore(sys.argv[2], backend="slots", quota_samples=30, seed=1)
     for i in range(0, 60, 6):  # every batch evicts and reuses the slots the previous commit freed
@@ -243,7 +244,7 @@ def test_reads_racing_a_writer_process_serve_only_whole_records(tmp_path):
 
 
 def _slot_offset(path, record_id):
-    return _index_state(path)[0][record_id] * store_slots._stride(256)
+    return _index_state(path)[0][record_id] * slots_index._stride(256)
 
 
 def test_damaged_slots_are_never_served(tmp_path):
@@ -254,7 +255,7 @@ def test_damaged_slots_are_never_served(tmp_path):
     with open(str(slots), "r+b") as f:
         f.seek(_slot_offset(path, 3) + 8)  # the label in record 3's slot header
         f.write(b"\x07")
-        f.seek(_slot_offset(path, 5) + store_slots._HDR.size + 100)  # a payload byte of record 5
+        f.seek(_slot_offset(path, 5) + slots_index._HDR.size + 100)  # a payload byte of record 5
         f.write(b"\xff")
     with SampleStore(path) as s:
         got = s.draw({0: 12}, np.random.default_rng(0))

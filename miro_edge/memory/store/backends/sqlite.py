@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from miro_edge.errors import ConfigError, CorruptRecordError, StoreError, StoreFullError
-from miro_edge.memory.store_backend import (STORE_BACKENDS, RawRecord, StoreBackend, WriteTxn,
-                                            pad_params)
+from miro_edge.memory.store.backends.base import (STORE_BACKENDS, RawRecord, ReadTxn, StoreBackend, WriteTxn,
+                                                 pad_params)
 from miro_edge.utils.atomic import fsync_dir
 
 logger = logging.getLogger(__name__)
@@ -92,8 +92,8 @@ _FRACTION_SQL = {size: "SELECT {} FROM (VALUES {}) AS v CROSS JOIN classes AS c 
                  for size in _SLOT_SIZES}
 
 
-class _Txn(WriteTxn):
-    """Statements over one connection; the backend opens and closes the transaction around it."""
+class _ReadStatements(ReadTxn):
+    """Read statements over one connection; the backend opens and closes the transaction around it."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
@@ -169,6 +169,11 @@ class _Txn(WriteTxn):
             raise map_error(exc, self.path, "scanning records") from exc
         return [_row(r) for r in rows]
 
+
+
+class _Txn(_ReadStatements, WriteTxn):
+    """The writer's statements: the reads above plus the writes."""
+
     def put_info(self, items: Mapping[str, str]) -> None:
         self.conn.executemany("INSERT OR REPLACE INTO info(key, value) VALUES (?, ?)",
                               [(str(k), str(v)) for k, v in items.items()])
@@ -196,11 +201,11 @@ class _Read(object):
 
     __slots__ = ("txn", "snapshot")
 
-    def __init__(self, txn: _Txn, snapshot: bool) -> None:
+    def __init__(self, txn: _ReadStatements, snapshot: bool) -> None:
         self.txn = txn
         self.snapshot = snapshot
 
-    def __enter__(self) -> _Txn:
+    def __enter__(self) -> _ReadStatements:
         if self.snapshot:
             self.txn.conn.execute("BEGIN")
         return self.txn
@@ -253,7 +258,7 @@ class SqliteBackend(StoreBackend):
     """One SQLite database file in WAL mode; one writer connection, one reader per thread.
 
     The class attributes and the ``_new_txn``/``_begin_write``/``_commit``/``_rollback`` hooks let
-    a backend that keeps its index in SQLite (``store_slots.py``) reuse the connection handling.
+    a backend that keeps its index in SQLite (``slots.py``) reuse the connection handling.
     """
 
     name = "sqlite"
@@ -307,9 +312,9 @@ class SqliteBackend(StoreBackend):
             raise map_error(exc, self.db_path, "opening the store") from exc
         self._wtxn = self._new_txn(self._wconn, True)
 
-    def _new_txn(self, conn: sqlite3.Connection, writer: bool) -> _Txn:
+    def _new_txn(self, conn: sqlite3.Connection, writer: bool) -> _ReadStatements:
         """The statements object over ``conn`` (the writer's, or one reader thread's)."""
-        return _Txn(conn, self.db_path)
+        return _Txn(conn, self.db_path) if writer else _ReadStatements(conn, self.db_path)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(str(self.db_path), timeout=self._timeout, isolation_level=None,
@@ -319,7 +324,7 @@ class SqliteBackend(StoreBackend):
             conn.execute("PRAGMA mmap_size={:d}".format(self._mmap))
         return conn
 
-    def _reader(self) -> _Txn:
+    def _reader(self) -> _ReadStatements:
         txn = getattr(self._local, "txn", None)
         if txn is None:
             txn = self._new_txn(self._reader_conn(), False)

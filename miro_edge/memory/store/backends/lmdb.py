@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from miro_edge.errors import ConfigError, CorruptRecordError, StoreError, StoreFullError
-from miro_edge.memory.store_backend import STORE_BACKENDS, RawRecord, StoreBackend, WriteTxn
+from miro_edge.memory.store.backends.base import STORE_BACKENDS, RawRecord, StoreBackend, WriteTxn
 from miro_edge.utils.atomic import fsync_dir
 from miro_edge.utils.optional import require
 

@@ -11,7 +11,7 @@ import pytest
 
 from miro_edge.errors import ConfigError, InputError, StoreError, StoreFullError
 from miro_edge.memory import store as store_mod
-from miro_edge.memory import store_slots as slots_mod
+from miro_edge.memory.store.backends import slots as slots_mod
 from miro_edge.memory.store import (RecordNotFoundError, SampleStore, StoreConfig, StoreVersionError,
                                     distinct_ints)
 from miro_edge.memory.types import SampleSource

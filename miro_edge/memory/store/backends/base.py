@@ -1,6 +1,6 @@
 """The small interface every sample-store backend implements, and the backend registry.
 
-``SampleStore`` (``store.py``) owns all the logic (validation, checksums, per-class ordinals,
+``SampleStore`` (``sample_store.py``) owns all the logic (validation, checksums, per-class ordinals,
 class-balanced eviction, quotas); a backend only stores rows transactionally:
 
 * ``records``: record id -> (split, label, ord, task id, crc32, meta JSON, payload bytes);
