@@ -13,8 +13,10 @@ from miro_edge.memory.store.draw import distinct_ints
 
 def make_room(txn: WriteTxn, quota_samples: Optional[int], quota_bytes: Optional[int], rng: np.random.Generator,
               labels: List[int], codes: List[int], batch_bytes: int, data_bytes: int,
-              path: Path) -> Tuple[int, int]:
-    """Evict existing records class-balanced until the batch fits the quotas; return (count, bytes)."""
+              path: Path, tally: Optional[Dict[Tuple[int, int], int]] = None) -> Tuple[int, int]:
+    """Evict existing records class-balanced until the batch fits the quotas; return (count, bytes).
+
+    ``tally`` ((task id, split) -> records) is decreased by what is evicted."""
     if quota_samples is None and quota_bytes is None:
         return 0, 0
     counts = {k: c for k, c in txn.counts().items() if c > 0}
@@ -39,9 +41,18 @@ def make_room(txn: WriteTxn, quota_samples: Optional[int], quota_bytes: Optional
             removed = remove_random(txn, key, counts[key], m, rng, path)
             counts[key] -= m
             freed += sum(r.nbytes for r in removed)
+            if tally is not None:
+                count_off(tally, removed)
         evicted += sum(plan.values())
         total -= sum(plan.values())
     return evicted, freed
+
+
+def count_off(tally: Dict[Tuple[int, int], int], removed: Sequence[RawRecord]) -> None:
+    """Take removed records off a (task id, split) -> records tally."""
+    for rec in removed:
+        key = (rec.task_id, rec.split)
+        tally[key] = tally.get(key, 0) - 1
 
 
 def remove_random(txn: WriteTxn, key: Tuple[int, int], count: int, m: int, rng: np.random.Generator,

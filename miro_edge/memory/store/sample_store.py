@@ -27,16 +27,19 @@ import numpy as np
 
 from miro_edge.errors import ConfigError, CorruptRecordError, InputError, StoreError, StoreFullError
 from miro_edge.memory.store import backends  # noqa: F401  (importing it registers every backend)
-from miro_edge.memory.store.backends.base import STORE_BACKENDS, RawRecord, StoreBackend, detect_backend
+from miro_edge.memory.store.backends.base import STORE_BACKENDS, RawRecord, StoreBackend, WriteTxn, detect_backend
 from miro_edge.memory.store.config import DEFAULT_BACKEND, StoreConfig
 from miro_edge.memory.store.decode import decode_many
 from miro_edge.memory.store.draw import distinct_ints, draw_once
 from miro_edge.memory.store.errors import RecordNotFoundError
-from miro_edge.memory.store.eviction import make_room, remove_ords
-from miro_edge.memory.store.layout import FORMAT_VERSION, check_format, layout_info, new_info, parse_layout
+from miro_edge.memory.store.eviction import count_off, make_room, remove_ords
+from miro_edge.memory.store.integrity import (TASK_COUNTS, StoreSummary, damaged_error, metadata_problems, seal,
+                                              summarize, task_counts, task_counts_info)
+from miro_edge.memory.store.layout import (FORMAT_VERSION, check_format, layout_info, layout_nbytes, new_info,
+                                           parse_layout)
 from miro_edge.memory.store.records import (INT64_MAX, INT64_MIN, as_int, as_ints, check_dtype, checksum,
                                             record_fields, sample_payloads, split_code)
-from miro_edge.memory.store.verify import VerifyReport, verify_records
+from miro_edge.memory.store.verify import VerifyReport, record_tallies, verify_records
 from miro_edge.memory.types import StoredSample
 
 logger = logging.getLogger(__name__)
@@ -70,8 +73,9 @@ class SampleStore:
                  dtype: Optional[object] = None, create: bool = True, quota_bytes: Optional[int] = None,
                  quota_samples: Optional[int] = None, backend: Optional[str] = None,
                  allow_nonfinite: bool = False, backend_options: Optional[Mapping[str, Any]] = None,
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = bool(read_only)
         for name, quota in (("quota_bytes", quota_bytes), ("quota_samples", quota_samples)):
             if quota is not None and (as_int(quota, name) <= 0):
                 raise ConfigError("{} must be positive or None, got {}".format(name, quota))
@@ -102,15 +106,19 @@ class SampleStore:
             raise ConfigError("the store at {} uses backend {!r}, not {!r}; open it with backend={!r} (or None)"
                               .format(self.path, found, backend, found))
         if found is None:
-            if not create:
+            if not create or read_only:
                 raise StoreError("no sample store at {}; pass create=True to make one".format(self.path))
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(str(self.path), 0o700)
         self.backend_name = found or backend or DEFAULT_BACKEND
         factory = STORE_BACKENDS.get(self.backend_name)
-        self._backend = factory(self.path, create, dict(backend_options or {}))  # type: StoreBackend
+        self._backend = factory(self.path, create and not read_only, dict(backend_options or {}),
+                                read_only=self.read_only)  # type: StoreBackend
         try:
-            self._init_info(want_shape, want_dtype)
+            if self.read_only:
+                self._read_info()
+            else:
+                self._init_info(want_shape, want_dtype)
         except BaseException:
             self._backend.close()
             raise
@@ -128,13 +136,12 @@ class SampleStore:
     def _init_info(self, want_shape: Optional[tuple], want_dtype: Optional[np.dtype]) -> None:
         with self._lock, self._backend.write() as txn:
             info = txn.info()
-            if not info:
+            changed = not info
+            if changed:
                 info = new_info(self.backend_name)
                 txn.put_info(info)
-            check_format(info, self.path)
-            layout = parse_layout(info)
-            if layout is not None:
-                self._set_layout(*layout)
+            self._check_metadata(txn, info)
+            if self.sample_shape is not None and self.dtype is not None:
                 if want_shape is not None and want_shape != self.sample_shape or \
                         want_dtype is not None and want_dtype != self.dtype:
                     raise InputError("the store at {} holds samples of shape {} and dtype {}, but shape {} and "
@@ -143,12 +150,40 @@ class SampleStore:
             elif want_shape is not None and want_dtype is not None:
                 txn.put_info(layout_info(want_shape, want_dtype))
                 self._set_layout(want_shape, want_dtype)
+                changed = True
             else:  # a half-given layout is completed by the first ingest
                 self.sample_shape, self.dtype = want_shape, want_dtype
+            if changed:
+                seal(txn)
+
+    def _read_info(self) -> None:
+        """Open read-only: nothing is written (stores on read-only media, readers such as ``status``)."""
+        with self._backend.read() as txn:
+            info = txn.info()
+            if not info:  # created but never initialised: an empty store
+                return
+            self._check_metadata(txn, info)
+
+    def _check_metadata(self, txn: Any, info: Mapping[str, str]) -> None:
+        """Format version, layout and the cheap integrity checks; raise naming the damage and the fix."""
+        problems = []  # type: List[str]
+        try:
+            layout = parse_layout(info)
+        except (ValueError, TypeError, KeyError) as exc:
+            layout = None
+            problems.append("its layout entries cannot be read ({!r})".format(exc))
+        problems.extend(metadata_problems(txn, info, None if layout is None else layout_nbytes(*layout)))
+        if not any("checksum" in p for p in problems):  # a damaged seal says more than the fields it covers
+            check_format(info, self.path)
+        problems.extend(self._backend.problems())
+        if problems:
+            raise damaged_error(self.path, problems)
+        if layout is not None:
+            self._set_layout(*layout)
 
     def _set_layout(self, shape: tuple, dtype: np.dtype) -> None:
         self.sample_shape, self.dtype = shape, dtype
-        self._nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        self._nbytes = layout_nbytes(shape, dtype)
         self._layout_fixed = True
 
     def _check_open(self) -> None:
@@ -213,9 +248,13 @@ class SampleStore:
                 elif new_layout:
                     txn.put_info(layout_info(shape, dtype))
                 first = int(info["next_id"])
+                top = txn.max_record_id()
+                if top is not None and first <= top:  # a damaged next id would reuse ids (and fail on UNIQUE)
+                    raise damaged_error(self.path, ["next_id says {} but record {} exists".format(first, top)])
                 data_bytes = int(info["data_bytes"])
+                tally = self._task_tally(txn, info)
                 evicted, freed = make_room(txn, self.quota_samples, self.quota_bytes, self._rng, labs, codes,
-                                           batch_bytes, data_bytes, self.path)
+                                           batch_bytes, data_bytes, self.path, tally)
                 counts = {}  # type: Dict[Tuple[int, int], int]
                 rows = []
                 for i in range(n):
@@ -230,7 +269,11 @@ class SampleStore:
                 txn.put_records(rows)
                 for key, count in counts.items():
                     txn.set_count(key[0], key[1], count)
-                txn.put_info({"next_id": str(first + n), "data_bytes": str(data_bytes - freed + batch_bytes)})
+                for code in set(codes):
+                    tally[(task, code)] = tally.get((task, code), 0) + codes.count(code)
+                txn.put_info(dict(task_counts_info(tally), next_id=str(first + n),
+                                  data_bytes=str(data_bytes - freed + batch_bytes)))
+                seal(txn)
             if new_layout:
                 self._set_layout(shape, dtype)
         with self._stats_lock:
@@ -256,13 +299,23 @@ class SampleStore:
                 if raw is not None:
                     groups.setdefault((raw.split, raw.label), []).append(raw.ord)
             freed = removed = 0
+            info = txn.info()
+            tally = self._task_tally(txn, info)
             for key, ords in groups.items():
                 gone = remove_ords(txn, key, txn.count(*key), ords, self.path)
                 freed += sum(r.nbytes for r in gone)
                 removed += len(gone)
-            info = txn.info()
-            txn.put_info({"data_bytes": str(int(info["data_bytes"]) - freed)})
+                count_off(tally, gone)
+            txn.put_info(dict(task_counts_info(tally), data_bytes=str(int(info["data_bytes"]) - freed)))
+            seal(txn)
         return removed
+
+    @staticmethod
+    def _task_tally(txn: WriteTxn, info: Mapping[str, str]) -> Dict[Tuple[int, int], int]:
+        """(task id, split) -> records; a store written before these counts existed is counted once."""
+        if TASK_COUNTS in info or int(info.get("next_id", "0")) == 0:
+            return task_counts(info)
+        return record_tallies(txn)[1]
 
     # ---------------------------------------------------------------- reads
     def class_counts(self, split: str = "train") -> Dict[int, int]:
@@ -272,6 +325,13 @@ class SampleStore:
         with self._backend.read(snapshot=False) as txn:
             counts = txn.counts()
         return {lab: c for (s, lab), c in sorted(counts.items()) if s == code and c > 0}
+
+    def summary(self) -> StoreSummary:
+        """What the store holds by its checksummed metadata: next id, records per task and split,
+        per class, bytes, layout. O(classes), no record read; what a resume compares with its state."""
+        self._check_open()
+        with self._backend.read() as txn:
+            return summarize(txn.info(), txn.counts())
 
     def labels(self, split: str = "train") -> List[int]:
         """Labels with at least one record in ``split``, ascending."""

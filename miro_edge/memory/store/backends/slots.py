@@ -41,8 +41,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from miro_edge.errors import CorruptRecordError, StoreError
 from miro_edge.memory.store.backends import sqlite as sqlite_backend
 from miro_edge.memory.store.backends.base import STORE_BACKENDS
+from miro_edge.memory.store.backends.slots_check import SLOT_FILE_CRC, slot_file_crc, slot_file_problems
 from miro_edge.memory.store.backends.slots_index import (_HDR, _RUN, INDEX_NAME, SLOT_LAYOUT, SLOTS_NAME, _Index,
-                                                         _gen, _load_index, _shared_for)
+                                                         _gen, _load_index, _Shared, _shared_for)
 from miro_edge.memory.store.backends.slots_read import _SlotRead, _SlotReadTxn
 from miro_edge.memory.store.backends.slots_write import _SlotTxn
 from miro_edge.memory.store.backends.sqlite import SqliteBackend, map_error, map_os_error
@@ -79,7 +80,7 @@ class SlotsBackend(SqliteBackend):
     schema = _SCHEMA
     options_help = _OPTIONS
 
-    def __init__(self, path: Path, create: bool, options: Mapping[str, Any]) -> None:
+    def __init__(self, path: Path, create: bool, options: Mapping[str, Any], read_only: bool = False) -> None:
         self._fd = -1
         self._index = None  # type: Optional[_Index]
         self._pub_lock = threading.Lock()  # held from our COMMIT to the new index's publication, and by reloads
@@ -88,7 +89,7 @@ class SlotsBackend(SqliteBackend):
         self._recheck_s = float(options.get("recheck_s", 0.001))
         cap = options.get("max_slot_bytes")
         self._max_slot_bytes = None if cap is None else int(cap)
-        super().__init__(path, create, options)
+        super().__init__(path, create, options, read_only)
         self.slots_path = path / SLOTS_NAME
         try:
             layout, slot_count = self._wconn.execute("SELECT layout, slot_count FROM slot_file").fetchone()
@@ -97,16 +98,21 @@ class SlotsBackend(SqliteBackend):
                                  "miro_edge".format(path, layout, SLOT_LAYOUT))
             if not self.slots_path.exists():
                 if slot_count:
-                    raise StoreError("{} is missing but its index references {} slots; restore the store from a "
-                                     "backup".format(self.slots_path, slot_count))
-                fd = os.open(str(self.slots_path), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-                os.fchmod(fd, 0o600)
-                os.fsync(fd)
-                fsync_dir(path)  # the file exists durably before any commit references it
+                    raise StoreError("{} is missing but its index references {} slots; run `miro-edge store verify "
+                                     "{} --repair` to keep what the index alone holds, or restore the store from a "
+                                     "backup".format(self.slots_path, slot_count, path))
+            if not self.slots_path.exists() and read_only:
+                self._shared = _Shared()  # an empty store on read-only media: nothing to read
             else:
-                fd = os.open(str(self.slots_path), os.O_RDWR)
-            self._fd = fd
-            self._shared = _shared_for(fd)  # holding it keeps the shared state alive while open
+                if not self.slots_path.exists():
+                    fd = os.open(str(self.slots_path), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+                    os.fchmod(fd, 0o600)
+                    os.fsync(fd)
+                    fsync_dir(path)  # the file exists durably before any commit references it
+                else:
+                    fd = os.open(str(self.slots_path), os.O_RDONLY if read_only else os.O_RDWR)
+                self._fd = fd
+                self._shared = _shared_for(fd)  # holding it keeps the shared state alive while open
             self._slot_lock = self._shared.lock
             self._index = self._load_fresh()
         except sqlite3.Error as exc:
@@ -142,7 +148,7 @@ class SlotsBackend(SqliteBackend):
     def _load_fresh(self) -> _Index:
         """Load the latest index over a short-lived connection with a small page cache: the scan
         gains nothing from caching, and a full 8 MiB cache would stay in this process's memory."""
-        conn = sqlite3.connect(str(self.db_path), timeout=self._timeout, isolation_level=None)
+        conn = self.raw_connect()
         try:
             conn.execute("PRAGMA cache_size=-256")
             return self._load(conn, in_txn=False)
@@ -265,6 +271,8 @@ class SlotsBackend(SqliteBackend):
             return
         conn.execute("UPDATE slot_file SET gen=?, slot_count=?, payload_bytes=?, stride=? WHERE id=0",
                      (w.gen + 1, w.slot_count, w.payload_bytes, w.stride))
+        conn.execute("INSERT OR REPLACE INTO info(key, value) VALUES (?, ?)",
+                     (SLOT_FILE_CRC, slot_file_crc(SLOT_LAYOUT, w.gen + 1, w.slot_count, w.payload_bytes, w.stride)))
         if w.freed:
             conn.executemany("INSERT OR IGNORE INTO free_slots(slot, freed_gen) VALUES (?, ?)",
                              [(s, w.gen + 1) for s in w.freed])
@@ -292,6 +300,14 @@ class SlotsBackend(SqliteBackend):
                     payload_sync="fdatasync" if _datasync is not os.fsync else "fsync",
                     payload_synced_before_commit=True, slot_header_bytes=_HDR.size,
                     slot_stride=None if layout is None else layout[1])
+
+    def problems(self, deep: bool = False) -> List[str]:
+        """The slot-file metadata against its checksum and against the data: slot count, stride,
+        file length, and (``deep``) free slots that a record still occupies."""
+        try:
+            return slot_file_problems(self._wconn, self.slots_path, self._fd, deep)
+        except sqlite3.DatabaseError as exc:
+            raise map_error(exc, self.db_path, "checking the slot file") from exc
 
     def close(self) -> None:
         super().close()

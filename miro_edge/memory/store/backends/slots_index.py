@@ -24,7 +24,8 @@ INDEX_NAME = "slots-index.sqlite3"
 SLOTS_NAME = "slots.bin"
 SLOT_LAYOUT = 1  # version of the slot header format, kept in the slot_file table
 # record id, label, task id, crc32, meta length (-1: none), payload length, split; padded to 40 bytes
-_HDR = struct.Struct("<qqqIiIB3x")
+_HDR = struct.Struct("<qqqIiIB3s")  # the 3 padding bytes are zero (checked on read)
+_PAD = bytes(3)
 _PAGE = 4096
 _HOLE = -1  # an index entry that points nowhere (only in a damaged store)
 _TAG = 0xFFFFFFFF

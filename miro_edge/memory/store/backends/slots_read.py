@@ -6,9 +6,9 @@ import struct
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from miro_edge.memory.store.backends.base import RawRecord
-from miro_edge.memory.store.backends.slots_index import _HDR, _HOLE, _ROW_SQL, _TAG, Row, _Index
+from miro_edge.memory.store.backends.slots_index import _HDR, _HOLE, _PAD, _ROW_SQL, _TAG, Row, _Index
 from miro_edge.memory.store.backends.slots_rows import _SlotStatements
-from miro_edge.memory.store.backends.sqlite import map_error
+from miro_edge.memory.store.backends.sqlite import map_error, map_read_error
 from miro_edge.memory.store.backends.base import pad_params
 
 class _SlotReadTxn(_SlotStatements):
@@ -52,7 +52,7 @@ class _SlotReadTxn(_SlotStatements):
         for o, e in zip(ords, entries):
             head = next(it) if e >= 0 else b""
             if len(head) == _HDR.size:
-                rid, lab, _, _, _, _, sp = _HDR.unpack(head)
+                rid, lab, _, _, _, _, sp, _ = _HDR.unpack(head)
                 if lab == label and sp == split and (rid ^ e) & _TAG == 0:
                     out.append(rid)
                     continue
@@ -86,7 +86,7 @@ class _SlotReadTxn(_SlotStatements):
         end = hs + nbytes
         out = []  # type: List[RawRecord]
         append = out.append
-        with_meta = []  # type: List[int]
+        with_meta = []  # type: List[Tuple[int, int]]  # (position in out, metadata length the slot says)
         stale = []  # type: List[Tuple[int, int]]
         last, arr, n = None, None, 0  # picks come grouped by label: one class lookup per label
         try:
@@ -101,13 +101,14 @@ class _SlotReadTxn(_SlotStatements):
                     e = arr.item(o)  # type: ignore[union-attr]
                     data = pread(fd, end, (e >> 32) * stride) if e >= 0 else b""
                     try:
-                        rid, lab, task, crc, mlen, _, sp = unpack(data)
+                        rid, lab, task, crc, mlen, plen, sp, pad = unpack(data)
                     except struct.error:  # a hole in the index, or past the end of the file
                         stale.append((label, o))
                         continue
-                    if lab == label and sp == split and not (rid ^ e) & _TAG:  # the slot holds what the index says
+                    if lab == label and sp == split and not (rid ^ e) & _TAG and plen == nbytes and pad == _PAD \
+                            and mlen >= -1:  # the slot holds what the index says, its header intact
                         if mlen >= 0:
-                            with_meta.append(len(out))
+                            with_meta.append((len(out), mlen))
                         append(new(RawRecord, (rid, split, label, o, task, crc, None, memoryview(data)[hs:end])))
                     else:
                         stale.append((label, o))
@@ -117,18 +118,21 @@ class _SlotReadTxn(_SlotStatements):
             self._finish(split, out, with_meta, stale)
         return out
 
-    def _finish(self, split: int, out: List[RawRecord], with_meta: List[int], stale: List[Tuple[int, int]]) -> None:
+    def _finish(self, split: int, out: List[RawRecord], with_meta: List[Tuple[int, int]],
+                stale: List[Tuple[int, int]]) -> None:
         """The rare parts of a read: metadata from SQLite, and slots that did not match the index."""
         try:
             if with_meta:  # metadata lives in SQLite; a record evicted meanwhile is left out
-                metas = {int(i): m for i, m in self._metas([out[k].record_id for k in with_meta])}
+                metas = {int(i): m for i, m in self._metas([out[k].record_id for k, _ in with_meta])}
                 gone = set()
-                for k in with_meta:
+                for k, mlen in with_meta:
                     rid = out[k].record_id
-                    if rid in metas:
-                        out[k] = out[k]._replace(meta=metas[rid])
-                    else:
+                    if rid not in metas:
                         gone.add(k)
+                    elif metas[rid] is None or len(metas[rid]) != mlen:  # the header's length disagrees: damage
+                        out[k] = out[k]._replace(payload=b"")  # fails SampleStore's checks: counted, not served
+                    else:
+                        out[k] = out[k]._replace(meta=metas[rid])
                 if gone:
                     out[:] = [r for k, r in enumerate(out) if k not in gone]
             if stale and self.conn.in_transaction:  # a stale index, a reused slot or a damaged header: SQLite
@@ -180,10 +184,13 @@ class _SlotRead(object):
             raise
         return txn
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: Any = None, exc: Any = None, tb: Any = None) -> None:
         self.txn.idx = None
         if self.held is not None:
             self.backend._shared.release(self.held)
             self.held = None
         if self.txn.conn.in_transaction:
             self.txn.conn.execute("ROLLBACK")
+        mapped = None if exc is None else map_read_error(exc, self.backend.db_path)
+        if mapped is not None:
+            raise mapped from exc

@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from miro_edge.memory.store.backends import sqlite as sqlite_backend
 from miro_edge.memory.store.backends.base import RawRecord, ReadTxn, pad_params
-from miro_edge.memory.store.backends.slots_index import _HDR, _ROW_SQL, Row, _damaged, _Work
+from miro_edge.memory.store.backends.slots_index import _HDR, _PAD, _ROW_SQL, Row, _damaged, _Work
 from miro_edge.memory.store.backends.sqlite import map_error
 
 
@@ -60,13 +60,14 @@ class _SlotStatements(sqlite_backend._ReadStatements):
             if len(data) < end:  # the file is shorter than the index says
                 out.append(_damaged(row))
                 continue
-            rid, label, task, crc, _, _, split = _HDR.unpack_from(data)
+            rid, label, task, crc, mlen, plen, split, pad = _HDR.unpack_from(data)
             if rid != row[0] and again:
                 redo.append(i)
                 out.append(None)
             elif rid != row[0]:  # still another record: reused after this snapshot began, or a damaged header
                 out.append(None if self._reused(row) else _damaged(row))
-            elif label != row[2] or task != row[4] or split != row[1]:
+            elif label != row[2] or task != row[4] or split != row[1] or plen != nbytes or pad != _PAD or \
+                    mlen != (-1 if row[5] is None else len(row[5])):
                 out.append(_damaged(row))
             else:
                 out.append(RawRecord(row[0], split, label, row[3], task, crc, row[5], memoryview(data)[_HDR.size:end]))

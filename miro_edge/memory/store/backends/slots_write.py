@@ -4,9 +4,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from miro_edge.errors import StoreError, StoreFullError
 from miro_edge.memory.store.backends import sqlite as sqlite_backend
-from miro_edge.memory.store.backends.base import RawRecord
-from miro_edge.memory.store.backends.slots_index import (_HDR, _HOLE, _MAX_SLOTS, _ROW_SQL, _TAG, _damaged, _stride,
-                                                         _Work)
+from miro_edge.memory.store.backends.base import RawRecord, pad_params
+from miro_edge.memory.store.backends.slots_index import (_HDR, _HOLE, _MAX_SLOTS, _PAD, _ROW_SQL, _TAG, _damaged,
+                                                         _stride, _Work)
 from miro_edge.memory.store.backends.slots_rows import _SlotStatements
 
 
@@ -43,7 +43,24 @@ class _SlotTxn(_SlotStatements, sqlite_backend._Txn):
                                  "quota (quota_samples) so that evicted slots are reused".format(self.path, _MAX_SLOTS))
         got.extend(range(w.slot_count, w.slot_count + more))
         w.slot_count += more
+        self._check_unoccupied(got)
         return got
+
+    def _check_unoccupied(self, slots: List[int]) -> None:
+        """Refuse to write into a slot a committed record occupies (a damaged slot count or free
+        list would otherwise overwrite live records): two index probes per call."""
+        row = None
+        for start in range(0, len(slots), 512):
+            size, params = pad_params(slots[start:start + 512])
+            row = self.conn.execute("SELECT id, slot FROM records WHERE slot IN ({}) LIMIT 1".format(
+                ",".join("?" * size)), params).fetchone()
+            if row is not None:
+                break
+        if row is not None:
+            raise StoreError("the store at {} is damaged: its slot metadata hands out slot {}, which record {} "
+                             "occupies (a lowered slot count or a damaged free list); nothing was written. Run "
+                             "`miro-edge store verify {} --repair`".format(self.path.parent, row[1], row[0],
+                                                                           self.path.parent))
 
     def put_records(self, rows: Sequence[RawRecord]) -> None:
         if not rows:
@@ -59,7 +76,7 @@ class _SlotTxn(_SlotStatements, sqlite_backend._Txn):
         pad = bytes(stride - _HDR.size - nbytes)
         pack = _HDR.pack
         blobs = [b"".join((pack(r.record_id, r.label, r.task_id, r.crc, -1 if r.meta is None else len(r.meta),
-                                nbytes, r.split), r.payload, pad)) for r in rows]
+                                nbytes, r.split, _PAD), r.payload, pad)) for r in rows]
         w.wrote = True
         self.backend._pwrite(slots, blobs, stride, w.start_count)
         self.conn.executemany("INSERT INTO records(id, split, label, ord, task_id, meta, slot) VALUES (?,?,?,?,?,?,?)",

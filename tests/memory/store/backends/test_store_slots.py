@@ -18,7 +18,7 @@ import pytest
 from miro_edge.errors import ConfigError, CorruptRecordError, StoreError, StoreFullError
 from miro_edge.memory.store.backends import slots as store_slots
 from miro_edge.memory.store.backends import slots_index
-from miro_edge.memory.store import SampleStore
+from miro_edge.memory.store import SampleStore, StoreMetadataError, repair_store
 from miro_fakes import readers_during
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -269,12 +269,16 @@ def test_damaged_slots_are_never_served(tmp_path):
         assert sorted(s.verify().corrupt_ids) == [3, 5]
     with open(str(slots), "r+b") as f:  # a file cut short: the last records are gone
         f.truncate(_slot_offset(path, 11) + 50)
+    with pytest.raises(StoreMetadataError, match="cut short, 1 records lie past its end"):
+        SampleStore(path)  # not a store that reports 12 records while one of them is gone
+    report = repair_store(path)  # rebuilds from what survives: 3 and 5 fail their checks, 11 is cut off
+    assert report.kept == 9 and sorted(report.lost_ids) == [3, 5, 11] and report.next_id == 12
     with SampleStore(path) as s:
+        assert s.verify().ok and len(s) == 9
         assert [r.record_id for r in s.read_many([10, 11])] == [10]
-        assert sorted(s.verify().corrupt_ids) == [3, 5, 11]
-        assert s.delete([3, 5, 11]) == 3 and s.verify().ok
-        assert _fill(s, 12, 4, labels=[0] * 4) == [12, 13, 14, 15]  # reuses the freed slots
-        assert s.verify().ok and len(s.draw({0: 20}, np.random.default_rng(1))) == 13
+        assert _fill(s, 12, 4, labels=[0] * 4) == [12, 13, 14, 15]
+        got = s.draw({0: 20}, np.random.default_rng(1))
+        assert len(got) == 13 and all(np.array_equal(r.x, _sample(r.record_id)) for r in got)
 
 
 def test_ram_index_is_8_bytes_per_record_and_options(tmp_path):
