@@ -36,7 +36,7 @@ import numpy as np
 from _common import ROOT, median, parser, result
 
 from miro_edge.memory.store import DEFAULT_BACKEND, SampleStore
-from miro_edge.memory.store_backend import STORE_BACKENDS
+from miro_edge.memory.store.backends.base import STORE_BACKENDS
 
 SHAPE = (32, 32, 3)  # 3072 bytes as uint8
 CLASSES = 10

@@ -4,6 +4,7 @@ Subcommands live one per module in ``miro_edge.cli.commands`` (module ``foo_bar`
 ``foo-bar`` and exposes a click command named ``command``). They are imported only when invoked,
 so ``miro-edge --help`` stays instant and never imports torch.
 """
+import errno
 import importlib
 import logging
 import pkgutil
@@ -55,3 +56,24 @@ def main(argv: Optional[List[str]] = None) -> Any:
     except MiroEdgeError as exc:
         click.echo("Error: {}".format(exc), err=True)
         sys.exit(1)
+    except OSError as exc:  # a full, read-only or forbidden disk on a path the library did not map itself
+        click.echo("Error: {}".format(os_error_line(exc)), err=True)
+        sys.exit(1)
+
+
+_OS_FIXES = {
+    errno.ENOSPC: "free space on that disk (or point out_dir/--registry at another) and rerun; what was written "
+                  "before is kept",
+    errno.EROFS: "the file system is read-only; point out_dir/--registry at writable storage, or use a read-only "
+                 "command (status, versions, store summary)",
+    errno.EACCES: "check the permissions of that path (or run as its owner)",
+    errno.EPERM: "check the permissions of that path (or run as its owner)",
+    errno.EDQUOT: "the disk quota is exhausted; free space and rerun",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OS error: what failed, on which file, and the fix."""
+    where = exc.filename if exc.filename is not None else "a file"
+    fix = _OS_FIXES.get(exc.errno or 0, "check the path and the disk, then rerun")
+    return "{} on {}: {}".format(exc.strerror or exc, where, fix)

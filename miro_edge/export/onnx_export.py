@@ -22,7 +22,7 @@ from miro_edge.utils.hashing import sha256_file
 from miro_edge.export.targets import MAX_TORCHSCRIPT_OPSET
 from miro_edge.errors import ExportError
 from miro_edge.model.onnx_file import check_onnx
-from miro_edge.utils.atomic import atomic_write_bytes
+from miro_edge.utils.atomic import atomic_write_bytes, remove_stale_temps
 from miro_edge.utils.optional import require as require_module
 
 logger = logging.getLogger(__name__)
@@ -125,6 +125,7 @@ def export_onnx(model: Any, path: Union[str, Path], input_shape: Sequence[int],
     model.eval()
     example = torch.zeros((cfg.export_batch_size,) + tuple(int(v) for v in input_shape), dtype=torch.float32)
     kwargs = _export_kwargs(exporter, params, cfg)
+    _remove_leftovers(target)
     tmpdir = tempfile.mkdtemp(prefix=".export-", dir=str(target.parent))
     try:
         tmp_path = os.path.join(tmpdir, "model.onnx")
@@ -154,6 +155,13 @@ def export_onnx(model: Any, path: Union[str, Path], input_shape: Sequence[int],
     digest = sha256_file(target)
     logger.info("wrote %s (%d bytes, sha256 %s)", target, target.stat().st_size, digest[:12])
     return OnnxExportResult(target, digest, cfg.opset, exporter, tuple(int(v) for v in input_shape))
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Scratch of an export killed midway (the out dir has one exporter at a time)."""
+    for scratch in target.parent.glob(".export-*"):
+        shutil.rmtree(str(scratch), ignore_errors=True)
+    remove_stale_temps(target.parent, target.name)
 
 
 def _convert_opset_in_place(path: str, opset: int) -> None:

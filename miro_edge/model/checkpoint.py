@@ -2,12 +2,19 @@
 
 A checkpoint is a dict saved with ``torch.save``::
 
-    {"format_version": 1, "model_name": str, "input_shape": [...], "num_classes": int,
-     "width": int, "state_dict": ..., "config": {...}, "task_id": int, "metrics": {...}}
+    {"format_version": 2, "model_name": str, "input_shape": [...], "num_classes": int,
+     "width": int, "state_dict": ..., "config": {...}, "task_id": int, "metrics": {...},
+     "payload_sha256": str}
 
 It is always loaded weights-only (``miro_edge.utils.torch_compat.load_weights_only``: torch's
 ``weights_only=True``, or the same allowlist on torch 1.13): a checkpoint can never run code.
+``payload_sha256`` covers every other field (tensor bytes, dtypes and shapes included) and is
+checked on load, so a file damaged after it was written (a flipped or zeroed byte inside a
+tensor, which ``torch.load`` itself does not notice) is refused instead of exported. Version 1
+files (no checksum) still load.
 """
+import hashlib
+import json
 import io
 import logging
 from pathlib import Path
@@ -19,7 +26,9 @@ from miro_edge.utils.torch_compat import load_weights_only
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+CHECKSUM_KEY = "payload_sha256"
 REQUIRED_KEYS = ("format_version", "model_name", "input_shape", "num_classes", "state_dict")
 
 PathLike = Union[str, Path]
@@ -42,10 +51,46 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
         raise CheckpointError("checkpoint {} lacks key(s) {}; it was not written by the miro_edge trainer"
                               .format(path, ", ".join(missing)))
     version = ckpt["format_version"]
-    if version != CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError("checkpoint {} has format_version {}; this miro_edge reads version {}"
-                              .format(path, version, CHECKPOINT_FORMAT_VERSION))
+    if version not in READABLE_VERSIONS:
+        raise CheckpointError("checkpoint {} has format_version {}; this miro_edge reads versions {}"
+                              .format(path, version, ", ".join(map(str, READABLE_VERSIONS))))
+    if version >= 2:
+        recorded = ckpt.get(CHECKSUM_KEY)
+        digest = payload_digest(ckpt)
+        if recorded != digest:
+            raise CheckpointError("checkpoint {} fails its checksum (its contents hash to {}, it records {}): the file "
+                                  "was damaged after it was written; use an earlier checkpoint or retrain".format(
+                                      path, digest[:16], str(recorded)[:16]))
     return dict(ckpt)
+
+
+def payload_digest(ckpt: Mapping[str, Any]) -> str:
+    """sha256 over every field but the checksum: tensors by dtype, shape and bytes, the rest as JSON."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in ckpt.items() if k != CHECKSUM_KEY})
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    if isinstance(value, Mapping):
+        digest.update(b"{")
+        for key in sorted(value, key=str):
+            digest.update(json.dumps(str(key)).encode("utf-8"))
+            _feed(digest, value[key])
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[")
+        for item in value:
+            _feed(digest, item)
+        digest.update(b"]")
+    elif hasattr(value, "detach") and hasattr(value, "dtype"):  # a tensor
+        import torch
+
+        t = value.detach().cpu().contiguous()
+        digest.update("T{}{}".format(t.dtype, list(t.shape)).encode("ascii"))
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    else:
+        digest.update(json.dumps(value, sort_keys=True, default=str).encode("utf-8"))
 
 
 def model_from_checkpoint(path: PathLike) -> Any:
@@ -87,6 +132,7 @@ def save_checkpoint(path: PathLike, model: Any, model_name: str, input_shape: Se
         "label_map": None if label_map is None else list(label_map),
         "class_metrics": dict(class_metrics or {}),
     }
+    payload[CHECKSUM_KEY] = payload_digest(payload)
     buf = io.BytesIO()
     torch.save(payload, buf)
     return atomic_write_bytes(path, buf.getvalue())

@@ -9,10 +9,13 @@ Layout::
       .staging/            versions being written (never read)
       .trash/              versions being deleted (never read)
       .lock                flock: one writer at a time (publish, rollback, prune)
+      HISTORY              versions ever made current, one per line (appended after CURRENT moves)
 
 Publishing copies the artifacts into ``.staging``, fsyncs every file and the directory, renames
 the directory into ``versions/`` (or ``rejected/``), fsyncs that, and only then moves ``CURRENT``.
-A crash (power cut, ``kill -9``) at any instant leaves ``CURRENT`` naming a whole version.
+A crash (power cut, ``kill -9``) at any instant leaves ``CURRENT`` naming a whole version. A
+version renamed into ``versions/`` whose ``CURRENT`` move never happened is listed as "staged",
+not "accepted": only versions in ``HISTORY`` (or current) were ever live.
 Every artifact is checked against its sha256 before it is handed out.
 """
 import dataclasses
@@ -32,13 +35,14 @@ from miro_edge.errors import RegistryError
 from miro_edge.errors import IncompatibleModelError, IntegrityError, VersionNotFoundError
 from miro_edge.registry.canary import CanaryConfig, CanaryDecision, canary_decision, class_canary_decision
 from miro_edge.utils.hashing import sha256_file
-from miro_edge.utils.atomic import atomic_write, atomic_write_bytes, fsync_dir
+from miro_edge.utils.atomic import atomic_write, atomic_write_bytes, fsync_dir, remove_stale_temps
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 POINTER = "CURRENT"
+HISTORY = "HISTORY"
 _NAME_RE = re.compile(r"^v(\d{6,})$")
 _ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -149,8 +153,26 @@ class ModelRegistry:
                 path, manifest.format_version, MANIFEST_FORMAT_VERSION))
         return manifest
 
+    def made_current(self) -> Optional[List[int]]:
+        """Versions ever made current, in order (None: a registry written before this was recorded)."""
+        try:
+            text = (self.root / HISTORY).read_text()
+        except FileNotFoundError:
+            return None
+        return [int(m.group(1)) for m in (_NAME_RE.match(line.strip()) for line in text.splitlines()) if m]
+
+    def _staged(self, manifest: Manifest, current: Optional[int], history: Optional[List[int]]) -> bool:
+        """Accepted by the canary and moved into ``versions/``, but never made current (a publish cut short)."""
+        if manifest.status != "accepted" or manifest.version == current:
+            return False
+        if history is None:  # an older registry: everything up to the current version was live once
+            return current is None or manifest.version > current
+        return manifest.version not in history
+
     def versions(self, include_rejected: bool = False) -> List[Manifest]:
-        """Manifests sorted by version (accepted ones; rejected too when asked)."""
+        """Manifests sorted by version (accepted ones; rejected too when asked). An accepted version
+        that was never made current (a publish cut short) comes back with status "staged"."""
+        current, history = self.current_version(), self.made_current()
         out = []
         subs = ("versions", "rejected") if include_rejected else ("versions",)
         for sub in subs:
@@ -158,9 +180,13 @@ class ModelRegistry:
                 match = _NAME_RE.match(entry.name)
                 if match and entry.is_dir():
                     try:
-                        out.append(self.manifest(int(match.group(1))))
+                        manifest = self.manifest(int(match.group(1)))
                     except RegistryError as exc:
                         logger.warning("skipping %s: %s", entry, exc)
+                        continue
+                    if self._staged(manifest, current, history):
+                        manifest = dataclasses.replace(manifest, status="staged")
+                    out.append(manifest)
         return sorted(out, key=lambda m: m.version)
 
     def verify(self, version: int) -> Manifest:
@@ -205,9 +231,12 @@ class ModelRegistry:
             os.close(fd)  # closing releases the lock; so does process death
 
     def _clean_scratch(self) -> None:
+        """Remove what an interrupted writer left (under the lock: no other writer is running)."""
         for sub in (".staging", ".trash"):
             for entry in (self.root / sub).iterdir():
                 shutil.rmtree(str(entry), ignore_errors=True)
+        remove_stale_temps(self.root, POINTER)
+        self._record_current()
 
     def _next_version(self) -> int:
         numbers = [0]
@@ -289,6 +318,25 @@ class ModelRegistry:
 
     def _set_pointer(self, version: int) -> None:
         atomic_write_bytes(self.pointer_path, (version_name(version) + "\n").encode("ascii"), perms=0o644)
+        self._record_current()
+
+    def _record_current(self) -> None:
+        """Append the current version to ``HISTORY`` if it is not there (after a kill between the
+        pointer move and this append, the next writer does it). Writers only, under the lock."""
+        current = self.current_version()
+        history = self.made_current()
+        if history is None:  # start the record: every accepted version up to the current one was live
+            names = sorted(int(m.group(1)) for m in (_NAME_RE.match(e.name) for e in (self.root / "versions").iterdir())
+                           if m)
+            history = [] if current is None else [v for v in names if v < current]
+            lines = "".join(version_name(v) + "\n" for v in history)
+            atomic_write_bytes(self.root / HISTORY, lines.encode("ascii"), perms=0o644)
+        if current is None or (history and history[-1] == current):
+            return
+        with open(str(self.root / HISTORY), "a") as log:
+            log.write(version_name(current) + "\n")
+            log.flush()
+            os.fsync(log.fileno())
 
     def rollback(self, to: Optional[int] = None) -> Manifest:
         """Point ``CURRENT`` at version ``to`` (default: the current version's parent), verified first."""
@@ -304,6 +352,7 @@ class ModelRegistry:
             if not target.is_dir():
                 raise VersionNotFoundError("version {} is not an accepted version in {}; `miro-edge versions` "
                                            "lists them".format(to, self.root))
+            self._clean_scratch()
             manifest = self.verify(to)
             self._set_pointer(to)
             logger.info("rolled back to %s", manifest.name)
@@ -312,6 +361,7 @@ class ModelRegistry:
     def prune(self) -> List[int]:
         """Delete all but the last ``keep_last`` versions (never current or its parent)."""
         with self._lock():
+            self._clean_scratch()
             return self._prune_locked()
 
     def _prune_locked(self) -> List[int]:

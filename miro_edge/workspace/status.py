@@ -32,7 +32,7 @@ def workspace_status(root: Path) -> Dict[str, Any]:
     if (root / "store").is_dir():
         from miro_edge.memory.store import SampleStore
 
-        with SampleStore(root / "store", create=False) as store:
+        with SampleStore(root / "store", create=False, read_only=True) as store:  # read-only media too
             store_records = len(store)
             for split in ("train", "val"):
                 for cid, count in store.class_counts(split).items():

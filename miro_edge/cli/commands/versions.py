@@ -4,7 +4,8 @@ import json
 import click
 
 
-@click.command(help="List registry versions (current marked with *); --all includes rejected candidates.")
+@click.command(help="List registry versions (current marked with *; 'staged': accepted but never made current, a "
+                    "publish cut short); --all includes rejected candidates. --verify exits 1 if any is CORRUPT.")
 @click.option("--registry", "registry_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="registry directory")
 @click.option("--all", "include_rejected", is_flag=True, help="include rejected candidates")
@@ -24,6 +25,7 @@ def command(registry_dir: str, include_rejected: bool, as_json: bool, verify: bo
     if not manifests:
         click.echo("no versions in {}".format(registry_dir))
         return
+    corrupt = []
     for m in manifests:
         check = ""
         if verify:
@@ -32,7 +34,12 @@ def command(registry_dir: str, include_rejected: bool, as_json: bool, verify: bo
                 check = " ok"
             except RegistryError as exc:
                 check = " CORRUPT ({})".format(exc)
+                corrupt.append(m.name)
         metrics = " ".join("{}={:.4f}".format(k, v) for k, v in sorted(m.metrics.items()))
         click.echo("{} {} {:<8} parent={} task={} {} {}{}".format(
             "*" if m.version == current else " ", m.name, m.status, m.parent, m.task_id, metrics,
             m.reason if m.status == "rejected" else "", check).rstrip())
+    if corrupt:
+        raise click.ClickException("{} version(s) failed verification: {}; roll back to a version that passes "
+                                   "(`miro-edge rollback --to N`) or republish".format(
+                                       len(corrupt), ", ".join(corrupt)))

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from miro_edge.errors import CorruptRecordError, StoreFullError
-from miro_edge.memory import store_lmdb, store_slots, store_sqlite
+from miro_edge.memory.store.backends import lmdb as store_lmdb, sqlite as store_sqlite
+from miro_edge.memory.store.backends import slots_write
 from miro_edge.memory.store import SampleStore
 
 BACKENDS = ["sqlite", "lmdb", "slots"]
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _sample(i):
@@ -107,7 +108,7 @@ def test_full_disk_keeps_every_acknowledged_sample(tmp_path, backend, options):
 def test_enospc_during_write_is_store_full(tmp_path, backend, monkeypatch):
     with SampleStore(tmp_path / "s", backend=backend) as s:
         s.ingest(_sample(0), 0, task_id=0)
-        target = {"sqlite": store_sqlite._Txn, "lmdb": store_lmdb._Txn, "slots": store_slots._SlotTxn}[backend]
+        target = {"sqlite": store_sqlite._Txn, "lmdb": store_lmdb._Txn, "slots": slots_write._SlotTxn}[backend]
 
         def no_space(self, rows):
             raise OSError(errno.ENOSPC, "No space left on device")

@@ -1,6 +1,6 @@
 """The small interface every sample-store backend implements, and the backend registry.
 
-``SampleStore`` (``store.py``) owns all the logic (validation, checksums, per-class ordinals,
+``SampleStore`` (``sample_store.py``) owns all the logic (validation, checksums, per-class ordinals,
 class-balanced eviction, quotas); a backend only stores rows transactionally:
 
 * ``records``: record id -> (split, label, ord, task id, crc32, meta JSON, payload bytes);
@@ -21,6 +21,7 @@ from miro_edge.utils.registry import Registry
 
 SPLITS = ("train", "val")  # index in this tuple is the split code stored on disk
 INFO_FORMAT_VERSION = "format_version"
+BACKEND_INFO_PREFIX = "backend:"  # info keys a backend keeps itself (outside ``SampleStore``'s metadata checksum)
 
 
 class RawRecord(NamedTuple):
@@ -106,6 +107,31 @@ class ReadTxn(abc.ABC):
         counts = self.counts_for(split, sorted({label for label, _ in picks}))
         return self.records_at(split, [(label, int(u * counts[label])) for label, u in picks if label in counts])
 
+    # Integrity queries (``SampleStore``'s open checks, ``verify`` and ``repair``). The defaults scan;
+    # a backend overrides them when its index answers them directly.
+    def max_record_id(self) -> Optional[int]:
+        """The highest record id stored, or None in an empty store."""
+        top, last = None, -1
+        while True:
+            rows = self.scan(last, 4096)
+            if not rows:
+                return top
+            last = top = rows[-1].record_id
+
+    def class_sizes(self) -> Dict[Tuple[int, int], int]:
+        """(split, label) -> records actually stored (counted, not read from ``counts``)."""
+        out = {}  # type: Dict[Tuple[int, int], int]
+        last = -1
+        while True:
+            rows = self.scan(last, 4096)
+            if not rows:
+                return out
+            for raw in rows:
+                key = (raw.split, raw.label)
+                out[key] = out.get(key, 0) + 1
+            last = rows[-1].record_id
+
+
 class WriteTxn(ReadTxn):
     """A read-write transaction; see the module docstring for its durability contract."""
 
@@ -140,9 +166,15 @@ class StoreBackend(abc.ABC):
     def detect(cls, path: Path) -> bool:
         """Whether directory ``path`` holds a store of this backend."""
 
+    read_only = False
+
     @abc.abstractmethod
-    def __init__(self, path: Path, create: bool, options: Mapping[str, Any]) -> None:
-        """Open (or create, when ``create``) the database files inside directory ``path``."""
+    def __init__(self, path: Path, create: bool, options: Mapping[str, Any], read_only: bool = False) -> None:
+        """Open (or create, when ``create``) the database files inside directory ``path``.
+
+        ``read_only``: open without writing anything (no schema, no lock file where the engine
+        allows), so stores on read-only media can be read; ``write()`` then raises ``StoreError``.
+        """
 
     @abc.abstractmethod
     def read(self, snapshot: bool = True) -> ContextManager[ReadTxn]:
@@ -159,6 +191,12 @@ class StoreBackend(abc.ABC):
     @abc.abstractmethod
     def settings(self) -> Dict[str, Any]:
         """Durability-relevant engine settings as the engine reports them (for docs and tests)."""
+
+    def problems(self, deep: bool = False) -> List[str]:
+        """What is wrong with the engine's own files and metadata (empty: nothing found).
+
+        Cheap checks run on every open; ``deep`` (from ``verify``) may scan the index too."""
+        return []
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 
 from miro_edge.errors import ConfigError, CorruptRecordError, StoreError, StoreFullError
-from miro_edge.memory import store_slots
-from miro_edge.memory.store import SampleStore
+from miro_edge.memory.store.backends import slots as store_slots
+from miro_edge.memory.store.backends import slots_index
+from miro_edge.memory.store import SampleStore, StoreMetadataError, repair_store
 from miro_fakes import readers_during
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def _sample(i):
@@ -75,7 +76,7 @@ _CRASH_CHILD = textwrap.dedent("""
     import os, sys
     import numpy as np
     sys.path.insert(0, sys.argv[1])
-    from miro_edge.memory import store_slots
+    from miro_edge.memory.store.backends import slots as store_slots
     from miro_edge.memory.store import SampleStore
     s = SampleStore(sys.argv[2], backend="slots", quota_samples=30, seed=1)
     for i in range(0, 60, 6):  # every batch evicts and reuses the slots the previous commit freed
@@ -243,7 +244,7 @@ def test_reads_racing_a_writer_process_serve_only_whole_records(tmp_path):
 
 
 def _slot_offset(path, record_id):
-    return _index_state(path)[0][record_id] * store_slots._stride(256)
+    return _index_state(path)[0][record_id] * slots_index._stride(256)
 
 
 def test_damaged_slots_are_never_served(tmp_path):
@@ -254,7 +255,7 @@ def test_damaged_slots_are_never_served(tmp_path):
     with open(str(slots), "r+b") as f:
         f.seek(_slot_offset(path, 3) + 8)  # the label in record 3's slot header
         f.write(b"\x07")
-        f.seek(_slot_offset(path, 5) + store_slots._HDR.size + 100)  # a payload byte of record 5
+        f.seek(_slot_offset(path, 5) + slots_index._HDR.size + 100)  # a payload byte of record 5
         f.write(b"\xff")
     with SampleStore(path) as s:
         got = s.draw({0: 12}, np.random.default_rng(0))
@@ -268,12 +269,16 @@ def test_damaged_slots_are_never_served(tmp_path):
         assert sorted(s.verify().corrupt_ids) == [3, 5]
     with open(str(slots), "r+b") as f:  # a file cut short: the last records are gone
         f.truncate(_slot_offset(path, 11) + 50)
+    with pytest.raises(StoreMetadataError, match="cut short, 1 records lie past its end"):
+        SampleStore(path)  # not a store that reports 12 records while one of them is gone
+    report = repair_store(path)  # rebuilds from what survives: 3 and 5 fail their checks, 11 is cut off
+    assert report.kept == 9 and sorted(report.lost_ids) == [3, 5, 11] and report.next_id == 12
     with SampleStore(path) as s:
+        assert s.verify().ok and len(s) == 9
         assert [r.record_id for r in s.read_many([10, 11])] == [10]
-        assert sorted(s.verify().corrupt_ids) == [3, 5, 11]
-        assert s.delete([3, 5, 11]) == 3 and s.verify().ok
-        assert _fill(s, 12, 4, labels=[0] * 4) == [12, 13, 14, 15]  # reuses the freed slots
-        assert s.verify().ok and len(s.draw({0: 20}, np.random.default_rng(1))) == 13
+        assert _fill(s, 12, 4, labels=[0] * 4) == [12, 13, 14, 15]
+        got = s.draw({0: 20}, np.random.default_rng(1))
+        assert len(got) == 13 and all(np.array_equal(r.x, _sample(r.record_id)) for r in got)
 
 
 def test_ram_index_is_8_bytes_per_record_and_options(tmp_path):

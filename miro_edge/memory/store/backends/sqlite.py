@@ -9,12 +9,13 @@ import logging
 import os
 import sqlite3
 import threading
+import urllib.parse
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from miro_edge.errors import ConfigError, CorruptRecordError, StoreError, StoreFullError
-from miro_edge.memory.store_backend import (STORE_BACKENDS, RawRecord, StoreBackend, WriteTxn,
-                                            pad_params)
+from miro_edge.memory.store.backends.base import (STORE_BACKENDS, RawRecord, ReadTxn, StoreBackend, WriteTxn,
+                                                 pad_params)
 from miro_edge.utils.atomic import fsync_dir
 
 logger = logging.getLogger(__name__)
@@ -62,18 +63,43 @@ def map_error(exc: sqlite3.Error, path: Path, what: str) -> StoreError:
         return StoreFullError(
             "{} failed: the disk holding {} is full ({}); nothing from this call was stored. Free "
             "space or set a quota (quota_bytes / quota_samples) and retry".format(what, path, exc))
-    if _is_corrupt(exc):
+    if _is_corrupt(exc) or "decode" in str(exc):
         return CorruptRecordError(
-            "{} failed: SQLite reports damage in {} ({}); run SampleStore.verify() to list the bad "
-            "records and restore the store from a backup if the index itself is damaged".format(what, path, exc))
+            "{} failed: SQLite reports damage in {} ({}); run `miro-edge store verify {} --repair` to rebuild "
+            "the store from the records that survive, or restore it from a backup".format(
+                what, path, exc, path.parent if path.suffix else path))
+    if _is_readonly(exc):
+        return StoreError("{} failed: {} is on read-only media or not writable ({}); open the store read-only "
+                          "(readers) or move it to writable storage".format(what, path, exc))
     return StoreError("{} failed on {}: {}".format(what, path, exc))
+
+
+def _is_readonly(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+def map_read_error(exc: BaseException, path: Path) -> Optional[StoreError]:
+    """The store error for an engine or decoding error raised inside a read (None: not one)."""
+    if isinstance(exc, sqlite3.Error):
+        return map_error(exc, path, "reading")
+    if isinstance(exc, UnicodeDecodeError):
+        return CorruptRecordError("reading failed: {} holds text that is not UTF-8 ({}); the file is damaged. Run "
+                                  "`miro-edge store verify {} --repair` to rebuild the store from the records that "
+                                  "survive, or restore it from a backup".format(path, exc, path.parent))
+    return None
 
 
 def map_os_error(exc: OSError, path: Path, what: str) -> StoreError:
     """The same for a failed file operation: a full disk is ``StoreFullError``."""
-    if getattr(exc, "errno", None) == errno.ENOSPC:
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC:
         return StoreFullError("{} failed: no space left on the disk holding {} ({}); nothing from this call was "
                               "stored. Free space or set a quota and retry".format(what, path, exc))
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StoreError("{} failed: {} is not writable ({}); nothing from this call was stored. Make it "
+                          "writable, move the store to writable storage, or open it read-only to read it".format(
+                              what, path, exc.strerror or exc))
     return StoreError("{} failed on {}: {}".format(what, path, exc))
 
 
@@ -92,8 +118,8 @@ _FRACTION_SQL = {size: "SELECT {} FROM (VALUES {}) AS v CROSS JOIN classes AS c 
                  for size in _SLOT_SIZES}
 
 
-class _Txn(WriteTxn):
-    """Statements over one connection; the backend opens and closes the transaction around it."""
+class _ReadStatements(ReadTxn):
+    """Read statements over one connection; the backend opens and closes the transaction around it."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
@@ -161,6 +187,14 @@ class _Txn(WriteTxn):
             raise map_error(exc, self.path, "reading records") from exc
         return out
 
+    def max_record_id(self) -> Optional[int]:
+        row = self.conn.execute("SELECT MAX(id) FROM records").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def class_sizes(self) -> Dict[Tuple[int, int], int]:  # an index-only scan of records_by_class
+        return {(int(s), int(lab)): int(n) for s, lab, n in
+                self.conn.execute("SELECT split, label, COUNT(*) FROM records GROUP BY split, label")}
+
     def scan(self, after_id: int, limit: int) -> List[RawRecord]:
         try:
             rows = self.conn.execute("SELECT {} FROM records WHERE id>? ORDER BY id LIMIT ?".format(_COLS),
@@ -168,6 +202,11 @@ class _Txn(WriteTxn):
         except sqlite3.DatabaseError as exc:
             raise map_error(exc, self.path, "scanning records") from exc
         return [_row(r) for r in rows]
+
+
+
+class _Txn(_ReadStatements, WriteTxn):
+    """The writer's statements: the reads above plus the writes."""
 
     def put_info(self, items: Mapping[str, str]) -> None:
         self.conn.executemany("INSERT OR REPLACE INTO info(key, value) VALUES (?, ?)",
@@ -196,18 +235,21 @@ class _Read(object):
 
     __slots__ = ("txn", "snapshot")
 
-    def __init__(self, txn: _Txn, snapshot: bool) -> None:
+    def __init__(self, txn: _ReadStatements, snapshot: bool) -> None:
         self.txn = txn
         self.snapshot = snapshot
 
-    def __enter__(self) -> _Txn:
+    def __enter__(self) -> _ReadStatements:
         if self.snapshot:
             self.txn.conn.execute("BEGIN")
         return self.txn
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if self.txn.conn.in_transaction:
             self.txn.conn.execute("ROLLBACK")
+        mapped = None if exc is None else map_read_error(exc, self.txn.path)
+        if mapped is not None:
+            raise mapped from exc
 
 
 class _Write(object):
@@ -253,7 +295,7 @@ class SqliteBackend(StoreBackend):
     """One SQLite database file in WAL mode; one writer connection, one reader per thread.
 
     The class attributes and the ``_new_txn``/``_begin_write``/``_commit``/``_rollback`` hooks let
-    a backend that keeps its index in SQLite (``store_slots.py``) reuse the connection handling.
+    a backend that keeps its index in SQLite (``slots.py``) reuse the connection handling.
     """
 
     name = "sqlite"
@@ -265,7 +307,7 @@ class SqliteBackend(StoreBackend):
     def detect(cls, path: Path) -> bool:
         return (path / cls.db_name).is_file()
 
-    def __init__(self, path: Path, create: bool, options: Mapping[str, Any]) -> None:
+    def __init__(self, path: Path, create: bool, options: Mapping[str, Any], read_only: bool = False) -> None:
         unknown = sorted(set(options) - set(self.options_help))
         if unknown:
             raise ConfigError("unknown {} store option(s) {}; known: {}".format(
@@ -277,8 +319,10 @@ class SqliteBackend(StoreBackend):
         self._mmap = int(options.get("mmap_bytes", 0))
         self._timeout = float(options.get("busy_timeout_s", 30.0))
         self._dir_synced = False
+        self.read_only = read_only
+        self._immutable = False  # read-only media without the WAL index file: SQLite reads it as immutable
         if not self.db_path.exists():
-            if not create:
+            if not create or read_only:
                 raise StoreError("no SQLite store at {}; pass create=True to make one".format(self.db_path))
             fd = os.open(str(self.db_path), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             try:
@@ -290,6 +334,10 @@ class SqliteBackend(StoreBackend):
         self._readers_lock = threading.Lock()
         self._closed = False
         try:
+            if read_only:
+                self._wconn = self._open_read_only()
+                self._wtxn = self._new_txn(self._wconn, False)
+                return
             self._wconn = self._connect()
             mode = self._wconn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -307,19 +355,52 @@ class SqliteBackend(StoreBackend):
             raise map_error(exc, self.db_path, "opening the store") from exc
         self._wtxn = self._new_txn(self._wconn, True)
 
-    def _new_txn(self, conn: sqlite3.Connection, writer: bool) -> _Txn:
+    def _new_txn(self, conn: sqlite3.Connection, writer: bool) -> _ReadStatements:
         """The statements object over ``conn`` (the writer's, or one reader thread's)."""
-        return _Txn(conn, self.db_path)
+        return _Txn(conn, self.db_path) if writer else _ReadStatements(conn, self.db_path)
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A first read-only connection. A WAL database needs its ``-shm`` index file; on read-only
+        media where it is absent (the last writer closed cleanly) SQLite opens it as immutable."""
+        conn = None
+        try:
+            conn = self._connect()
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as exc:
+            if conn is not None:
+                conn.close()
+            if Path(str(self.db_path) + "-wal").exists():  # unsynced commits may live there: never skip them
+                raise StoreError("cannot read {} on read-only media: its write-ahead log {}-wal holds commits that "
+                                 "need the -shm file SQLite cannot create here ({}); open it once where it is "
+                                 "writable".format(self.db_path, self.db_path, exc)) from None
+            self._immutable = True
+            conn = self._connect()
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+
+    def raw_connect(self, timeout: Optional[float] = None) -> sqlite3.Connection:
+        """A plain connection to the database (read-only when the backend is)."""
+        if self.read_only:
+            uri = "file:{}?mode=ro{}".format(urllib.parse.quote(str(self.db_path)),
+                                             "&immutable=1" if self._immutable else "")
+            return sqlite3.connect(uri, uri=True, timeout=self._timeout if timeout is None else timeout,
+                                   isolation_level=None, check_same_thread=False, cached_statements=64)
+        return sqlite3.connect(str(self.db_path), timeout=self._timeout if timeout is None else timeout,
+                               isolation_level=None, check_same_thread=False, cached_statements=64)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.db_path), timeout=self._timeout, isolation_level=None,
-                               check_same_thread=False, cached_statements=64)
-        conn.execute("PRAGMA cache_size=-{:d}".format(self._cache_kib))
-        if self._mmap:
-            conn.execute("PRAGMA mmap_size={:d}".format(self._mmap))
+        conn = self.raw_connect()
+        try:
+            conn.execute("PRAGMA cache_size=-{:d}".format(self._cache_kib))
+            if self._mmap:
+                conn.execute("PRAGMA mmap_size={:d}".format(self._mmap))
+        except BaseException:
+            conn.close()  # never leak a connection (it would keep the file, and its mount, busy)
+            raise
         return conn
 
-    def _reader(self) -> _Txn:
+    def _reader(self) -> _ReadStatements:
         txn = getattr(self._local, "txn", None)
         if txn is None:
             txn = self._new_txn(self._reader_conn(), False)
@@ -354,6 +435,8 @@ class SqliteBackend(StoreBackend):
         return _Read(self._reader(), snapshot)
 
     def write(self) -> _Write:  # type: ignore[override]
+        if self.read_only:
+            raise StoreError("the store at {} is open read-only; open it without read_only to write".format(self.path))
         return _Write(self)
 
     def files(self) -> List[Path]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from miro_edge.errors import ConfigError, CorruptRecordError, StoreError, StoreFullError
-from miro_edge.memory.store_backend import STORE_BACKENDS, RawRecord, StoreBackend, WriteTxn
+from miro_edge.memory.store.backends.base import STORE_BACKENDS, RawRecord, StoreBackend, WriteTxn
 from miro_edge.utils.atomic import fsync_dir
 from miro_edge.utils.optional import require
 
@@ -188,8 +188,14 @@ class _Read(object):
         # SampleStore decodes (and copies) records inside the ``with`` block.
         return b.env.begin(write=False, buffers=True)
 
-    def __exit__(self, *exc: object) -> Any:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
         self.txn.abort()
+        if isinstance(exc, _lmdb().Error):
+            raise _map_error(exc, self.backend.path, "reading") from exc
+        if isinstance(exc, UnicodeDecodeError):
+            raise CorruptRecordError("reading failed: the info table of {} holds text that is not UTF-8 ({}); run "
+                                     "`miro-edge store verify {} --repair` or restore the store from a backup".format(
+                                         self.backend.path, exc, self.backend.path)) from exc
 
 
 class _Write(_Read):
@@ -230,7 +236,7 @@ class LmdbBackend(StoreBackend):
     def detect(cls, path: Path) -> bool:
         return (path / DATA_NAME).is_file()
 
-    def __init__(self, path: Path, create: bool, options: Mapping[str, Any]) -> None:
+    def __init__(self, path: Path, create: bool, options: Mapping[str, Any], read_only: bool = False) -> None:
         unknown = sorted(set(options) - set(_OPTIONS))
         if unknown:
             raise ConfigError("unknown lmdb store option(s) {}; known: {}".format(
@@ -239,24 +245,38 @@ class LmdbBackend(StoreBackend):
         self.path = path
         self.env = None  # type: Any
         self._dir_synced = False
-        if not (path / DATA_NAME).exists() and not create:
+        self.read_only = read_only
+        if not (path / DATA_NAME).exists() and (read_only or not create):
             raise StoreError("no LMDB store at {}; pass create=True to make one".format(path))
         try:
-            self.env = lmdb.open(str(path), map_size=int(options.get("map_size_bytes", 1 << 40)), subdir=True,
-                                 sync=True, metasync=True, map_async=False, writemap=False, readahead=False,
-                                 meminit=False, lock=True, create=create, mode=0o600, max_dbs=4,
-                                 max_readers=int(options.get("max_readers", 126)))
-            with self.env.begin(write=True) as txn:
-                self.dbs = {name: self.env.open_db(name.encode(), txn=txn)
-                            for name in ("info", "classes", "records", "ords")}
+            self.env = self._open_env(lmdb, path, create, options, lock=True)
+            names = ("info", "classes", "records", "ords")
+            if read_only:  # handles opened outside a transaction: valid for every later read
+                self.dbs = {name: self.env.open_db(name.encode(), create=False) for name in names}
+            else:
+                with self.env.begin(write=True) as txn:
+                    self.dbs = {name: self.env.open_db(name.encode(), txn=txn) for name in names}
         except lmdb.Error as exc:
             self.close()
             raise _map_error(exc, path, "opening the store") from exc
+
+    def _open_env(self, lmdb: Any, path: Path, create: bool, options: Mapping[str, Any], lock: bool) -> Any:
+        try:
+            return lmdb.open(str(path), map_size=int(options.get("map_size_bytes", 1 << 40)), subdir=True,
+                             sync=True, metasync=True, map_async=False, writemap=False, readahead=False,
+                             meminit=False, lock=lock, create=create and not self.read_only, mode=0o600, max_dbs=4,
+                             max_readers=int(options.get("max_readers", 126)), readonly=self.read_only)
+        except lmdb.Error as exc:  # read-only media: the lock file cannot be opened for writing
+            if self.read_only and lock and getattr(exc, "errno", None) in (errno.EROFS, errno.EACCES):
+                return self._open_env(lmdb, path, create, options, lock=False)
+            raise
 
     def read(self, snapshot: bool = True) -> _Read:  # type: ignore[override]
         return _Read(self)
 
     def write(self) -> _Write:  # type: ignore[override]
+        if self.read_only:
+            raise StoreError("the store at {} is open read-only; open it without read_only to write".format(self.path))
         return _Write(self)
 
     def files(self) -> List[Path]:

@@ -11,9 +11,10 @@ import pytest
 
 from miro_edge.errors import ConfigError, InputError, StoreError, StoreFullError
 from miro_edge.memory import store as store_mod
-from miro_edge.memory import store_slots as slots_mod
+from miro_edge.memory.store.backends import slots as slots_mod
 from miro_edge.memory.store import (RecordNotFoundError, SampleStore, StoreConfig, StoreVersionError,
                                     distinct_ints)
+from miro_edge.memory.store.integrity import seal
 from miro_edge.memory.types import SampleSource
 from miro_fakes import readers_during
 
@@ -200,14 +201,16 @@ def test_version_and_foreign_database_refused(tmp_path, backend):
     path = tmp_path / "s"
     with SampleStore(path, backend=backend) as s:
         s.ingest(_x(0), 0, task_id=0)
-        with s._backend.write() as txn:  # what a future miro_edge would have written
+        with s._backend.write() as txn:  # what a future miro_edge would have written (sealed)
             txn.put_info({"format_version": "2"})
+            seal(txn)
     with pytest.raises(StoreVersionError, match="format version 2.*upgrade miro_edge"):
         SampleStore(path)
     foreign = tmp_path / "f"
     with SampleStore(foreign, backend=backend) as s:
-        with s._backend.write() as txn:
+        with s._backend.write() as txn:  # a database of another program, consistent in itself
             txn.put_info({"format_version": "x"})
+            seal(txn)
     with pytest.raises(StoreError, match="not a miro_edge sample store"):
         SampleStore(foreign)
 

@@ -10,7 +10,7 @@ import pytest
 from miro_edge.errors import InputError
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.store import SampleStore
-from miro_edge.memory.store_backend import ReadTxn
+from miro_edge.memory.store.backends.base import ReadTxn
 from miro_edge.memory.swap import SwapConfig, SwapWorker
 from miro_fakes import readers_during
 
