@@ -25,7 +25,7 @@ import numpy as np
 from _common import WORKLOADS, parser, result, session_raw
 
 from miro_edge.config import from_dict
-from miro_edge.controller.profiler import bytes_per_sample, measure_overhead_bytes
+from miro_edge.controller import bytes_per_sample, measure_overhead_bytes
 from miro_edge.controller.scorer import ScorerConfig, Trial, create_scorer
 from miro_edge.controller.grid import Candidate
 from miro_edge.recorder import read_events

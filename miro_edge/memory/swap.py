@@ -17,6 +17,7 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence
 import numpy as np
 
 from miro_edge.config import field, require
+from miro_edge.errors import InputError
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.types import SampleSource
 
@@ -124,6 +125,13 @@ class SwapWorker:
             pass
 
     # -- producer side ---------------------------------------------------------------------
+    def set_swap_ratio(self, ratio: float) -> None:
+        """Change the fraction of each minibatch's EM slots swapped from now on (the controller's
+        congestion rule); submissions already queued are picked at the new ratio."""
+        if not 0.0 <= ratio <= 1.0:
+            raise InputError("swap ratio must be in [0, 1], got {}".format(ratio))
+        self.swap_ratio = float(ratio)
+
     def active_in_epoch(self, epoch: int) -> bool:
         return self.swap_ratio > 0 and epoch % self.config.swap_period == 0
 

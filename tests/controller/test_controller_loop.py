@@ -11,7 +11,7 @@ import torch
 
 from miro_edge.controller.adapt import SwapAdapterConfig
 from miro_edge.controller.grid import GridConfig
-from miro_edge.controller.profiler import ControllerConfig, MiroController, measure_overhead_bytes
+from miro_edge.controller import ControllerConfig, MiroController, measure_overhead_bytes
 from miro_edge.controller.scorer import TrialStatus
 from miro_edge.energy import open_meter
 from miro_edge.memory.em import EpisodicMemory
@@ -145,14 +145,17 @@ def test_blacklist_degenerate_trials_and_max_fit_fallback(world, tmp_path):
 def test_trial_subsets_keep_every_class(world):
     store, model, em, sb, tx, ty = world
     from miro_edge.controller.grid import Candidate
+    from miro_edge.controller.trials import TrialRun
     with Recorder() as rec, open_meter("model") as meter:
         ctl = controller_for(rec, meter)
-        val_x, val_y = ctl._validation_slice(store, [0, 1, 2, 3], 1)
+        val_x, val_y = ctl.validation_slice(store, [0, 1, 2, 3], 1)
         rng = np.random.default_rng(0)
-        run = ctl._start_trial(1, Candidate(10, 16, 0), model, tx, ty, store, [0, 1], [2, 3], 0.0, 0.5, rng)
+        run = TrialRun.start(1, Candidate(10, 16, 0), model, tx, ty, store, [0, 1], [2, 3], SwapConfig(), 0.5, rng,
+                             TRAIN, meter, rec)
         run.train(1, val_x, val_y)
         trial = run.finish()
-        tiny = ctl._start_trial(1, Candidate(1, 16, 0), model, tx, ty, store, [0, 1], [2, 3], 0.0, 0.5, rng)
+        tiny = TrialRun.start(1, Candidate(1, 16, 0), model, tx, ty, store, [0, 1], [2, 3], SwapConfig(), 0.5, rng,
+                              TRAIN, meter, rec)
     # 50% of EM 10 and SB 16: 5 + 8 samples, every class represented, one epoch
     assert trial.status == TrialStatus.OK and rec.of_kind("trial_window")[-1]["sample_passes"] == 5 + 8
     assert sorted(run.em.class_counts()) == [0, 1] and sorted(set(run.sb.labels[: len(run.sb)].tolist())) == [2, 3]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from miro_edge.config import from_dict
-from miro_edge.controller.profiler import ControllerConfig, MiroController, profile_data_ratio
+from miro_edge.controller import ControllerConfig, MiroController, profile_data_ratio
 from miro_edge.data.sources import ArraySource
 from miro_edge.data.stream import ClassIncrementalStream
 from miro_edge.energy import open_meter

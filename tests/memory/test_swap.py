@@ -97,3 +97,17 @@ def test_coalesced_submissions_swap_each_slot_once_per_read():
     assert stats.cancelled == 0 and stats.submitted == 40
     # merged batches re-use one read for the same slots: fewer reads than submissions
     assert src.reads < 40 * 12 and stats.swaps_done == src.reads
+
+
+def test_set_swap_ratio_changes_what_later_submissions_swap_and_rejects_bad_values():
+    import pytest
+    from miro_edge.errors import InputError
+    src = make_source(n_per_class=200)
+    em = _em(src)
+    with SwapWorker(em, src, SwapConfig(swap_ratio=1.0, max_backlog=100, coalesce=1)) as worker:
+        worker.set_swap_ratio(0.5)
+        for _ in range(10):
+            worker.submit(np.arange(12))
+        with pytest.raises(InputError, match="swap ratio"):
+            worker.set_swap_ratio(1.5)
+    assert worker.stats().swaps_done == 10 * 6 and worker.stats().swap_ratio == 0.5

@@ -1,0 +1,240 @@
+"""The Miro controller: profile candidate (EM, SB) configurations on copies, choose the most
+cost-effective, and keep the choice inside the memory budget while the task trains.
+
+Profiling never touches the live state (see ``trials``). Accuracy comes from the store's
+held-out validation slice; energy from the active power meter's window (labelled measured or
+estimated). Torch's RNG is forked so profiling does not even shift the live run's random stream.
+"""
+import copy
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from miro_edge.errors import MiroEdgeError
+from miro_edge.controller.adapt import BudgetDecision, MemoryBudgetAdapter
+from miro_edge.controller.adapt_callback import AdaptCallback
+from miro_edge.controller.config import POLICIES, ControllerConfig
+from miro_edge.controller.footprint import MB, MemoryBudget, bytes_per_sample, measure_overhead_bytes
+from miro_edge.controller.grid import Candidate, GridInputs, build_grid, describe_grid, max_fit
+from miro_edge.controller.idle import IdleGate, IdlePolicy
+from miro_edge.controller.report import ChoiceEvent, TrialEvent
+from miro_edge.controller.scorer import Choice, NoViableCandidateError, Trial, TrialStatus, create_scorer
+from miro_edge.controller.trials import (TrialRun, extrapolate_energy, measured, profile_data_ratio, shuffled_sb,
+                                         validation_slice)
+from miro_edge.memory.em import EpisodicMemory
+from miro_edge.memory.swap import SwapConfig, SwapWorker
+from miro_edge.memory.types import SampleSource
+from miro_edge.recorder import Recorder
+from miro_edge.train.callbacks import WorkCounterCallback
+from miro_edge.train.trainer import IncrementalTrainer, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """The candidate to apply and why; ``choice`` is None when no trial could be scored and the
+    controller fell back to max-fit for the budget."""
+
+    task_id: int
+    candidate: Candidate
+    reason: str
+    choice: Optional[Choice]
+    trials: List[Trial]
+    energy_j: float
+    energy_label: str
+    seconds: float
+
+
+@POLICIES.register("profile")
+class MiroController:
+    """Chooses (EM, SB) per task by profiled cost-effectiveness and adapts during training.
+
+    ``current`` (the candidate the live run holds) is written only here: by ``profile`` and by
+    ``adopt`` when the session applies a budget switch."""
+
+    def __init__(self, config: ControllerConfig, train_config: TrainConfig, meter: Any, recorder: Recorder,
+                 snapshot: Optional[Callable[[], Any]] = None) -> None:
+        self.config = config
+        self.train_config = train_config
+        self.meter = meter
+        self.recorder = recorder
+        self.scorer = create_scorer(config.scorer)
+        self.budget = MemoryBudget(config, snapshot)
+        self.gate = IdleGate(IdlePolicy(config.idle), snapshot) if config.idle is not None and snapshot else None
+        self.stop = threading.Event()  # set by the app to cancel waiting for an idle window
+        self.trials = []  # type: List[Trial]
+        self.current = None  # type: Optional[Candidate]
+        self.profiled_swap_ratio = 0.0
+        self._overhead = None  # type: Optional[int]
+        self._inputs = None  # type: Optional[GridInputs]
+        self._passes = {}  # type: Dict[Tuple[int, int], int]
+
+    # -- memory model --------------------------------------------------------------------------
+    def set_memory_budget_mb(self, mb: Optional[float]) -> None:
+        """Lower (or restore, with None) the memory budget; the running task adapts at its next window."""
+        self.budget.set_bytes(None if mb is None else int(mb * MB))
+
+    def _task_inputs(self, model: nn.Module, task_x: np.ndarray, task_y: np.ndarray, store: SampleSource,
+                     old_classes: Sequence[int]) -> Tuple[GridInputs, List[int]]:
+        """What this task's grid is derived from (kept for budget fallbacks), and its new classes.
+        The fixed overhead is measured once, on the first task profiled."""
+        new_classes = sorted(set(int(c) for c in np.unique(task_y)))
+        counts = store.class_counts()
+        shape = task_x.shape[1:]
+        if self._overhead is None:
+            self._overhead = measure_overhead_bytes(model, shape, self.train_config.batch_size,
+                                                    max(list(old_classes) + new_classes) + 1)
+        self._inputs = GridInputs(self.budget.bytes(), bytes_per_sample(shape), self._overhead,
+                                  {c: counts.get(c, 0) for c in old_classes}, len(task_y))
+        return self._inputs, new_classes
+
+    def active_for(self, task_id: int) -> bool:
+        return self.config.enabled and task_id >= self.config.start_task
+
+    def adopt(self, candidate: Candidate) -> None:
+        """The session applied ``candidate`` mid-task (a budget switch): later budget decisions
+        start from it."""
+        self.current = candidate
+
+    # -- profiling -----------------------------------------------------------------------------
+    def profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray, task_y: np.ndarray,
+                store: SampleSource, old_classes: Sequence[int], swap_ratio: float) -> ProfileResult:
+        """Try every fitting candidate on copies; return the scorer's choice (live state untouched)."""
+        with torch.random.fork_rng(devices=[]):  # not even the live run's random stream moves
+            return self._profile(task_id, model, em, task_x, task_y, store, old_classes, swap_ratio)
+
+    def _profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray,
+                 task_y: np.ndarray, store: SampleSource, old_classes: Sequence[int],
+                 swap_ratio: float) -> ProfileResult:
+        t0 = time.perf_counter()
+        self.wait_for_idle()
+        inputs, new_classes = self._task_inputs(model, task_x, task_y, store, old_classes)
+        grid = build_grid(inputs, self.config.grid)
+        ratio = profile_data_ratio(self.config, [c.em_size + c.sb_size for c in grid.candidates], len(task_y),
+                                   self.train_config.epochs)
+        self.recorder.record("grid", task_id=task_id, data_ratio=ratio, **describe_grid(grid))
+        trials = [Trial.blacklisted(c, reason) for c, reason in grid.blacklisted]
+        energy = 0.0
+        label = None  # type: Optional[str]
+        val_x, val_y = self.validation_slice(store, list(old_classes) + new_classes, task_id)
+        torch.manual_seed(self.train_config.seed + 7919 * task_id)
+        rng = np.random.default_rng(self.train_config.seed + task_id)
+        warm = copy.deepcopy(model)
+        if self.config.warm_start_epochs:
+            warm_sb = shuffled_sb(task_x, task_y, len(task_y), rng)
+            result, _ = measured(self.meter, "profile-warm-task-{}".format(task_id), lambda: IncrementalTrainer(
+                warm, self.train_config).fit(task_id, warm_sb, EpisodicMemory(0, task_x.shape[1:]),
+                                             epochs=self.config.warm_start_epochs,
+                                             data_ratio=ratio,
+                                             callbacks=[WorkCounterCallback(self.meter.add_work)]))
+            energy += result.energy_j
+            label = result.label
+        runs = []  # type: List[TrialRun]
+        halving = self.config.successive_halving and self.config.trial_epochs > 1
+        swap = SwapConfig(swap_ratio=swap_ratio)
+        for cand in grid.candidates:
+            self.wait_for_idle()
+            started = TrialRun.start(task_id, cand, warm, task_x, task_y, store, old_classes, new_classes,
+                                     swap, ratio, rng, self.train_config, self.meter, self.recorder)
+            if isinstance(started, Trial):
+                trials.append(started)
+                continue
+            started.train(1 if halving else self.config.trial_epochs, val_x, val_y)
+            runs.append(started)
+        if halving and len(runs) > 2:
+            # successive halving: only the better half by accuracy trains the remaining epochs
+            ranked = sorted(runs, key=lambda r: (-r.accuracy, r.candidate.memory_bytes))
+            keep = (len(ranked) + 1) // 2
+            for run in ranked[:keep]:
+                self.wait_for_idle()
+                run.train(self.config.trial_epochs - 1, val_x, val_y)
+            for run in ranked[keep:]:
+                run.note = "stopped after 1 of {} epochs (accuracy in the lower half)".format(self.config.trial_epochs)
+        elif halving:
+            for run in runs:
+                run.train(self.config.trial_epochs - 1, val_x, val_y)
+        for run in runs:
+            trial = run.finish()
+            if trial.status == TrialStatus.OK:
+                self._passes[run.candidate.key] = run.passes
+                energy += run.energy_j
+                label = run.label
+            trials.append(trial)
+        if self.config.trial_energy == "extrapolated":
+            trials = extrapolate_energy(trials, self._passes, self.train_config.epochs)
+        for trial in trials:
+            event = TrialEvent.from_trial(task_id, trial)
+            self.recorder.record(event.KIND, **event.fields())
+        try:
+            choice = self.scorer.choose(trials)  # type: Optional[Choice]
+            candidate, reason = choice.candidate, choice.reason
+            event = ChoiceEvent.from_choice(task_id, choice)
+        except NoViableCandidateError as exc:
+            choice, candidate = None, max_fit(inputs.memory_budget_bytes, inputs, self.config.grid)
+            reason = "{}; applying max-fit {} for this budget".format(exc, candidate.label())
+            logger.warning("task %d: %s", task_id, reason)
+            event = ChoiceEvent(task_id, candidate.em_size, candidate.sb_size, "max_fit_fallback", reason, None)
+        self.recorder.record(event.KIND, **event.fields())
+        seconds = time.perf_counter() - t0
+        self.recorder.record("profile", task_id=task_id, energy_j=energy, energy_label=label, seconds=seconds,
+                             candidates=len(grid.candidates), blacklisted=len(grid.blacklisted), data_ratio=ratio)
+        logger.info("task %d: profiled %d candidates in %.1fs (%.2f J %s): %s", task_id, len(grid.candidates),
+                    seconds, energy, label, reason)
+        self.trials = trials
+        self.current = candidate
+        self.profiled_swap_ratio = swap_ratio
+        return ProfileResult(task_id, candidate, reason, choice, trials, energy, label or "estimated", seconds)
+
+    def validation_slice(self, store: SampleSource, classes: Sequence[int],
+                         task_id: int) -> Tuple[np.ndarray, np.ndarray]:
+        """The class-balanced held-out samples trials are scored on (``val_per_class`` each)."""
+        return validation_slice(store, classes, self.config.val_per_class, task_id)
+
+    # -- during training -----------------------------------------------------------------------
+    def wait_for_idle(self) -> bool:
+        """Block until the idle policy allows work (no-op without a policy). Returns False only
+        when ``stop`` was set while waiting (the app is shutting down)."""
+        if self.gate is None:
+            return True
+        while not self.stop.is_set():
+            result = self.gate.wait_until_allowed(self.stop, poll_s=self.config.idle_poll_s, timeout_s=3600.0)
+            if result.waited_s > 0:
+                self.recorder.record("idle_pause", waited_s=result.waited_s, allowed=result.allowed,
+                                     reason=result.reason)
+            if result.allowed:
+                return True
+        return False
+
+    def training_callback(self, task_id: int, worker: Optional[SwapWorker]) -> AdaptCallback:
+        return AdaptCallback(self, task_id, worker)
+
+    def budget_decision(self) -> Optional[BudgetDecision]:
+        """A switch decision when the current candidate no longer fits the budget, else None."""
+        if self.current is None:
+            return None
+        budget = self.budget.bytes()
+        if self.current.memory_bytes <= budget:
+            return None
+        decision = MemoryBudgetAdapter(self.scorer).decide(budget, self.trials, self.current)
+        if decision.needs_fallback:
+            fallback = self._fallback(budget)
+            decision = BudgetDecision(fallback, True, decision.reason + "; using max-fit {}".format(
+                fallback.label() if fallback else "none"), None)
+        return decision
+
+    def _fallback(self, budget: int) -> Optional[Candidate]:
+        """No profiled candidate fits: the largest EM and SB that do (max-fit for this budget)."""
+        if self._inputs is None:
+            return None
+        try:
+            return max_fit(budget, self._inputs.with_budget(budget), self.config.grid)
+        except MiroEdgeError as exc:
+            logger.warning("memory budget %.2f MB fits no configuration: %s", budget / MB, exc)
+            return None
