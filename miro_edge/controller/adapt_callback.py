@@ -19,7 +19,10 @@ class AdaptCallback(TrainCallback):
         self.controller = controller
         self.task_id = task_id
         self.worker = worker
-        self.adapter = SwapRatioAdapter(controller.config.swap_adapt, worker.swap_ratio) if worker else None
+        # The congestion rule reacts to read latency, i.e. to timing; a deterministic run keeps
+        # its ratio (late reads make the trainer wait instead, counted in SwapStats.wait_s).
+        adaptive = worker is not None and worker.MODE == "async"
+        self.adapter = SwapRatioAdapter(controller.config.swap_adapt, worker.swap_ratio) if adaptive else None
         self.switch = None  # type: Optional[BudgetDecision]
         self._checked_budget = None  # type: Optional[int]
 

@@ -105,14 +105,16 @@ class MiroController:
 
     # -- profiling -----------------------------------------------------------------------------
     def profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray, task_y: np.ndarray,
-                store: SampleSource, old_classes: Sequence[int], swap_ratio: float) -> ProfileResult:
-        """Try every fitting candidate on copies; return the scorer's choice (live state untouched)."""
+                store: SampleSource, old_classes: Sequence[int], swap: SwapConfig) -> ProfileResult:
+        """Try every fitting candidate on copies; return the scorer's choice (live state untouched).
+        Trials swap like the live run (``swap``: ratio and mode), so a deterministic run profiles
+        deterministically too."""
         with torch.random.fork_rng(devices=[]):  # not even the live run's random stream moves
-            return self._profile(task_id, model, em, task_x, task_y, store, old_classes, swap_ratio)
+            return self._profile(task_id, model, em, task_x, task_y, store, old_classes, swap)
 
     def _profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray,
                  task_y: np.ndarray, store: SampleSource, old_classes: Sequence[int],
-                 swap_ratio: float) -> ProfileResult:
+                 swap: SwapConfig) -> ProfileResult:
         t0 = time.perf_counter()
         self.wait_for_idle()
         inputs, new_classes = self._task_inputs(model, task_x, task_y, store, old_classes)
@@ -138,7 +140,6 @@ class MiroController:
             label = result.label
         runs = []  # type: List[TrialRun]
         halving = self.config.successive_halving and self.config.trial_epochs > 1
-        swap = SwapConfig(swap_ratio=swap_ratio)
         for cand in grid.candidates:
             self.wait_for_idle()
             started = TrialRun.start(task_id, cand, warm, task_x, task_y, store, old_classes, new_classes,
@@ -189,7 +190,7 @@ class MiroController:
                     seconds, energy, label, reason)
         self.trials = trials
         self.current = candidate
-        self.profiled_swap_ratio = swap_ratio
+        self.profiled_swap_ratio = swap.swap_ratio
         return ProfileResult(task_id, candidate, reason, choice, trials, energy, label or "estimated", seconds)
 
     def validation_slice(self, store: SampleSource, classes: Sequence[int],

@@ -10,6 +10,7 @@ from miro_edge.controller.grid import max_fit
 from miro_edge.controller.miro import MiroController, ProfileResult
 from miro_edge.controller.report import ChoiceEvent
 from miro_edge.memory.em import EpisodicMemory
+from miro_edge.memory.swap import SwapConfig
 from miro_edge.memory.types import SampleSource
 from miro_edge.recorder import Recorder
 from miro_edge.train.trainer import TrainConfig
@@ -22,14 +23,14 @@ class MaxFitPolicy(MiroController):
     and I/O congestion exactly like the controller, so comparisons isolate the choice."""
 
     def profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray, task_y: np.ndarray,
-                store: SampleSource, old_classes: Sequence[int], swap_ratio: float) -> ProfileResult:
+                store: SampleSource, old_classes: Sequence[int], swap: SwapConfig) -> ProfileResult:
         inputs, _ = self._task_inputs(model, task_x, task_y, store, old_classes)
         candidate = max_fit(inputs.memory_budget_bytes, inputs, self.config.grid)
         reason = "max-fit: the largest EM and SB within {:.2f} MB".format(inputs.memory_budget_bytes / MB)
         event = ChoiceEvent(task_id, candidate.em_size, candidate.sb_size, "max_fit", reason, None)
         self.recorder.record(event.KIND, **event.fields())
         self.current = candidate
-        self.profiled_swap_ratio = swap_ratio
+        self.profiled_swap_ratio = swap.swap_ratio
         return ProfileResult(task_id, candidate, reason, None, [], 0.0, self.meter.label, 0.0)
 
 

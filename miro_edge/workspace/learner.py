@@ -102,7 +102,7 @@ class Learner:
             return None
         fault_point("profile:before")
         result = self.controller.profile(cycle, self.model, self.em, tx, ty, self.store, old_classes,
-                                         self.memory.swap.swap_ratio)
+                                         self.memory.swap)
         fault_point("profile:after")
         cand = result.candidate
         self.apply(cycle, cand.em_size, cand.sb_size, old_classes, result.reason)

@@ -93,7 +93,7 @@ def test_profiling_leaves_live_state_byte_identical_and_records_everything(world
     torch_rng = torch.get_rng_state()
     with Recorder() as rec, open_meter("model") as meter:
         ctl = controller_for(rec, meter)
-        result = ctl.profile(1, model, em, tx, ty, store, [0, 1], swap_ratio=1.0)
+        result = ctl.profile(1, model, em, tx, ty, store, [0, 1], SwapConfig(swap_ratio=1.0))
     after = state_digest(model, em, sb, store)
     for key, value in before["model"].items():
         assert torch.equal(value, after["model"][key]), key
@@ -130,7 +130,7 @@ def test_blacklist_degenerate_trials_and_max_fit_fallback(world, tmp_path):
                                    val_per_class=5, grid=GridConfig(em_steps=3, sb_steps=2, min_em_per_class=5,
                                                                     min_sb_size=16))
             ctl = MiroController(cfg, TRAIN, meter, rec)
-            result = ctl.profile(1, model, em, tx, ty, bare, [0, 1], swap_ratio=0.0)
+            result = ctl.profile(1, model, em, tx, ty, bare, [0, 1], SwapConfig())
     budget = int(budget_mb * 2 ** 20)
     statuses = [t.status for t in result.trials]
     assert TrialStatus.BLACKLISTED in statuses
@@ -168,7 +168,7 @@ def test_successive_halving_trains_only_the_better_half_further(world):
         cfg = ControllerConfig(enabled=True, memory_budget_mb=1.0, data_ratio=0.5, trial_epochs=2, val_per_class=10,
                                grid=GridConfig(em_steps=2, sb_steps=2, min_em_per_class=5, min_sb_size=16),
                                max_profile_share=None)
-        result = MiroController(cfg, TRAIN, meter, rec).profile(1, model, em, tx, ty, store, [0, 1], 0.0)
+        result = MiroController(cfg, TRAIN, meter, rec).profile(1, model, em, tx, ty, store, [0, 1], SwapConfig())
     ok = [t for t in result.trials if t.status == TrialStatus.OK]
     stopped = [t for t in ok if "stopped after 1 of 2 epochs" in t.reason]
     assert len(ok) == 4 and len(stopped) == 2
@@ -217,7 +217,7 @@ def test_congestion_halves_swap_ratio_and_recovers_when_latency_goes(world):
     adapt_cfg = SwapAdapterConfig(max_read_latency_s=0.01, congested_windows=2, clear_windows=2, recover_step=0.5)
     with Recorder() as rec, open_meter("model") as meter:
         ctl = controller_for(rec, meter, swap_adapt=adapt_cfg, adapt_window_steps=2)
-        with SwapWorker(em, slow, SwapConfig(swap_ratio=1.0, linger_s=0.0, coalesce=1)) as worker:
+        with SwapWorker(em, slow, SwapConfig(mode="async", swap_ratio=1.0, linger_s=0.0, coalesce=1)) as worker:
             adapt = ctl.training_callback(1, worker)
             IncrementalTrainer(model, dataclasses.replace(TRAIN, epochs=12, batch_size=8)).fit(
                 1, sb1, em, callbacks=[Latency(), SwapCallback(worker), adapt])
