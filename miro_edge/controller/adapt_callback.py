@@ -1,5 +1,6 @@
 """The controller's hook into a live fit: pause outside idle windows, feed swap statistics to
-the congestion rule, and stop at a batch boundary when the memory budget no longer fits."""
+the congestion rule, stop at a batch boundary when the memory budget no longer fits, and hand
+the trained model to the forgetting evidence when the fit ends."""
 from typing import TYPE_CHECKING, Optional
 
 from miro_edge.controller.adapt import BudgetDecision, SwapRatioAdapter
@@ -25,6 +26,10 @@ class AdaptCallback(TrainCallback):
         self.adapter = SwapRatioAdapter(controller.config.swap_adapt, worker.swap_ratio) if adaptive else None
         self.switch = None  # type: Optional[BudgetDecision]
         self._checked_budget = None  # type: Optional[int]
+
+    def after_task(self, ctx: TaskContext) -> None:
+        if not ctx.stopped:  # a fit cut for a budget switch continues; evidence comes at its end
+            self.controller.observe_task(self.task_id, ctx.model, len(ctx.em), len(ctx.sb))
 
     def before_batch(self, ctx: TaskContext, epoch: int, step: int) -> None:
         if not self.controller.wait_for_idle():  # pause at the batch boundary, resume where we stopped

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Optional
 
 from miro_edge.config import field, require
 from miro_edge.controller.adapt import SwapAdapterConfig
+from miro_edge.controller.forgetting import ForgettingConfig
 from miro_edge.controller.grid import GridConfig
 from miro_edge.controller.idle import IdlePolicyConfig
 from miro_edge.controller.scorer import ScorerConfig
@@ -47,6 +48,8 @@ class ControllerConfig:
     grid: GridConfig = field(default_factory=GridConfig, help="the candidate grid")
     scorer: ScorerConfig = field(default_factory=ScorerConfig, help="how a candidate is chosen")
     swap_adapt: SwapAdapterConfig = field(default_factory=SwapAdapterConfig, help="swap-ratio congestion rule")
+    forgetting: ForgettingConfig = field(default_factory=ForgettingConfig, help="the EM-size rule driven by "
+                                         "cross-task forgetting evidence")
     idle: Optional[IdlePolicyConfig] = field(None, help="idle-window policy; null = the device is always idle")
     idle_poll_s: float = field(1.0, help="how often a paused trainer re-checks the idle policy")
 

@@ -6,6 +6,7 @@ held-out validation slice; energy from the active power meter's window (labelled
 estimated). Torch's RNG is forked so profiling does not even shift the live run's random stream.
 """
 import copy
+import dataclasses
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ from miro_edge.errors import MiroEdgeError
 from miro_edge.controller.adapt import BudgetDecision, MemoryBudgetAdapter
 from miro_edge.controller.adapt_callback import AdaptCallback
 from miro_edge.controller.config import POLICIES, ControllerConfig
+from miro_edge.controller.forgetting import ForgettingModel, PerClass
 from miro_edge.controller.footprint import MB, MemoryBudget, bytes_per_sample, measure_overhead_bytes
 from miro_edge.controller.grid import Candidate, GridInputs, build_grid, describe_grid, max_fit
 from miro_edge.controller.idle import IdleGate, IdlePolicy
@@ -32,7 +34,7 @@ from miro_edge.memory.swap import SwapConfig, SwapWorker
 from miro_edge.memory.types import SampleSource
 from miro_edge.recorder import Recorder
 from miro_edge.train.callbacks import WorkCounterCallback
-from miro_edge.train.trainer import IncrementalTrainer, TrainConfig
+from miro_edge.train.trainer import IncrementalTrainer, TrainConfig, predict
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ class MiroController:
         self._overhead = None  # type: Optional[int]
         self._inputs = None  # type: Optional[GridInputs]
         self._passes = {}  # type: Dict[Tuple[int, int], int]
+        self.forgetting = ForgettingModel(config.forgetting)
+        self._val = None  # type: Optional[Tuple[np.ndarray, np.ndarray, List[int]]]  # last profile's slice
 
     # -- memory model --------------------------------------------------------------------------
     def set_memory_budget_mb(self, mb: Optional[float]) -> None:
@@ -110,7 +114,15 @@ class MiroController:
         Trials swap like the live run (``swap``: ratio and mode), so a deterministic run profiles
         deterministically too."""
         with torch.random.fork_rng(devices=[]):  # not even the live run's random stream moves
-            return self._profile(task_id, model, em, task_x, task_y, store, old_classes, swap)
+            with self.meter.window("profile-task-{}".format(task_id)) as window:
+                result = self._profile(task_id, model, em, task_x, task_y, store, old_classes, swap)
+        # Everything profiling cost (copies, validation, worker start-up, the gaps between trials),
+        # not only the trials' own windows: that is what the profile_share target is about.
+        total = window.result
+        self.recorder.record("profile_energy", task_id=task_id, energy_j=total.energy_j, energy_label=total.label,
+                             energy_source=total.source, trial_windows_j=result.energy_j,
+                             seconds=total.duration_s)
+        return dataclasses.replace(result, energy_j=total.energy_j, energy_label=total.label)
 
     def _profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray,
                  task_y: np.ndarray, store: SampleSource, old_classes: Sequence[int],
@@ -119,13 +131,16 @@ class MiroController:
         self.wait_for_idle()
         inputs, new_classes = self._task_inputs(model, task_x, task_y, store, old_classes)
         grid = build_grid(inputs, self.config.grid)
-        ratio = profile_data_ratio(self.config, [c.em_size + c.sb_size for c in grid.candidates], len(task_y),
+        trials = [Trial.blacklisted(c, reason) for c, reason in grid.blacklisted]
+        candidates, excluded, rule_reason = self._em_rule(task_id, grid.candidates, inputs, new_classes, len(em))
+        trials += excluded
+        ratio = profile_data_ratio(self.config, [c.em_size + c.sb_size for c in candidates], len(task_y),
                                    self.train_config.epochs)
         self.recorder.record("grid", task_id=task_id, data_ratio=ratio, **describe_grid(grid))
-        trials = [Trial.blacklisted(c, reason) for c, reason in grid.blacklisted]
         energy = 0.0
         label = None  # type: Optional[str]
         val_x, val_y = self.validation_slice(store, list(old_classes) + new_classes, task_id)
+        self._val = (val_x, val_y, list(old_classes))
         torch.manual_seed(self.train_config.seed + 7919 * task_id)
         rng = np.random.default_rng(self.train_config.seed + task_id)
         warm = copy.deepcopy(model)
@@ -140,7 +155,7 @@ class MiroController:
             label = result.label
         runs = []  # type: List[TrialRun]
         halving = self.config.successive_halving and self.config.trial_epochs > 1
-        for cand in grid.candidates:
+        for cand in candidates:
             self.wait_for_idle()
             started = TrialRun.start(task_id, cand, warm, task_x, task_y, store, old_classes, new_classes,
                                      swap, ratio, rng, self.train_config, self.meter, self.recorder)
@@ -175,7 +190,8 @@ class MiroController:
             self.recorder.record(event.KIND, **event.fields())
         try:
             choice = self.scorer.choose(trials)  # type: Optional[Choice]
-            candidate, reason = choice.candidate, choice.reason
+            candidate, reason = choice.candidate, choice.reason + rule_reason
+            choice = dataclasses.replace(choice, reason=reason)
             event = ChoiceEvent.from_choice(task_id, choice)
         except NoViableCandidateError as exc:
             choice, candidate = None, max_fit(inputs.memory_budget_bytes, inputs, self.config.grid)
@@ -192,6 +208,40 @@ class MiroController:
         self.current = candidate
         self.profiled_swap_ratio = swap.swap_ratio
         return ProfileResult(task_id, candidate, reason, choice, trials, energy, label or "estimated", seconds)
+
+    def _em_rule(self, task_id: int, candidates: Sequence[Candidate], inputs: GridInputs,
+                 new_classes: Sequence[int], held_em: int) -> Tuple[List[Candidate], List[Trial], str]:
+        """The candidates the forgetting rule lets this task try, the ones it excludes (recorded
+        as skipped trials, never trained: that saves their profiling too) and the reason."""
+        if not self.config.forgetting.enabled or not inputs.class_counts or not candidates:
+            return list(candidates), [], ""
+        rule = self.forgetting.rule(task_id, [c.key for c in candidates], PerClass(dict(inputs.class_counts)),
+                                    len(new_classes), held_em)
+        self.recorder.record("em_rule", **rule.fields())
+        allowed = set(rule.allowed)
+        kept = [c for c in candidates if c.key in allowed]
+        skipped = [Trial(c, None, None, "none", None, TrialStatus.SKIPPED, "not allowed by the forgetting rule ({})".format(
+            rule.reason)) for c in candidates if c.key not in allowed]
+        return kept, skipped, "; forgetting rule: " + rule.reason
+
+    def observe_task(self, task_id: int, model: nn.Module, em_size: int, sb_size: int) -> None:
+        """After a task trained with ``em_size`` EM and ``sb_size`` SB samples: the old vs new classes' accuracy on
+        the profile's validation slice, as evidence for the forgetting model (``kind:
+        forgetting_evidence``). Called by the training callback when a fit ends normally."""
+        if self._val is None or not self._val[2] or em_size <= 0:
+            return
+        val_x, val_y, old = self._val
+        pred = predict(model, val_x)
+        is_old = np.isin(val_y, old)
+        if not is_old.any() or is_old.all():
+            return
+        old_acc = float((pred[is_old] == val_y[is_old]).mean())
+        new_acc = float((pred[~is_old] == val_y[~is_old]).mean())
+        new = len(set(val_y[~is_old].tolist()))
+        obs = self.forgetting.observe(task_id, em_size / len(old), sb_size / new, old_acc, new_acc)
+        self.recorder.record("forgetting_evidence", task_id=task_id, em_size=em_size, sb_size=sb_size,
+                             per_class=em_size / len(old), sb_per_class=sb_size / new, old_accuracy=old_acc,
+                             new_accuracy=new_acc, tau=None if obs is None else obs.tau, model_tau=self.forgetting.tau)
 
     def validation_slice(self, store: SampleSource, classes: Sequence[int],
                          task_id: int) -> Tuple[np.ndarray, np.ndarray]:

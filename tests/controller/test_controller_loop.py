@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from miro_edge.controller.adapt import SwapAdapterConfig
+from miro_edge.controller.forgetting import ForgettingConfig
 from miro_edge.controller.grid import GridConfig
 from miro_edge.controller import ControllerConfig, MiroController, measure_overhead_bytes
 from miro_edge.controller.scorer import TrialStatus
@@ -25,6 +26,7 @@ from miro_edge.model.architectures import create_model
 from miro_edge.train.trainer import IncrementalTrainer, TrainConfig
 
 SHAPE = (1, 8, 8)
+NO_EM_RULE = ForgettingConfig(enabled=False)  # these tests are about the trials, not the EM rule
 TRAIN = TrainConfig(model="cnn2d", width=8, epochs=2, batch_size=16, seed=0)
 
 
@@ -65,7 +67,7 @@ def world(tmp_path):
 def controller_for(recorder, meter, **overrides):
     cfg = ControllerConfig(enabled=True, memory_budget_mb=1.0, data_ratio=0.5, trial_epochs=1, val_per_class=10,
                            grid=GridConfig(em_steps=2, sb_steps=2, min_em_per_class=5, min_sb_size=16),
-                           max_profile_share=None, **overrides)
+                           max_profile_share=None, **dict(dict(forgetting=NO_EM_RULE), **overrides))
     return MiroController(cfg, TRAIN, meter, recorder)
 
 
@@ -167,7 +169,7 @@ def test_successive_halving_trains_only_the_better_half_further(world):
     with Recorder() as rec, open_meter("model") as meter:
         cfg = ControllerConfig(enabled=True, memory_budget_mb=1.0, data_ratio=0.5, trial_epochs=2, val_per_class=10,
                                grid=GridConfig(em_steps=2, sb_steps=2, min_em_per_class=5, min_sb_size=16),
-                               max_profile_share=None)
+                               max_profile_share=None, forgetting=NO_EM_RULE)
         result = MiroController(cfg, TRAIN, meter, rec).profile(1, model, em, tx, ty, store, [0, 1], SwapConfig())
     ok = [t for t in result.trials if t.status == TrialStatus.OK]
     stopped = [t for t in ok if "stopped after 1 of 2 epochs" in t.reason]
