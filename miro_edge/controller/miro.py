@@ -79,6 +79,8 @@ class MiroController:
         self._passes = {}  # type: Dict[Tuple[int, int], int]
         self.forgetting = ForgettingModel(config.forgetting)
         self._val = None  # type: Optional[Tuple[np.ndarray, np.ndarray, List[int]]]  # last profile's slice
+        self._fixed_passes_per_run = 0.0  # profiling cost outside training, per run, in sample-passes
+        self._profile_work = (0, 0)  # (sample-passes trained, runs) of the profile in progress
 
     # -- memory model --------------------------------------------------------------------------
     def set_memory_budget_mb(self, mb: Optional[float]) -> None:
@@ -119,9 +121,13 @@ class MiroController:
         # Everything profiling cost (copies, validation, worker start-up, the gaps between trials),
         # not only the trials' own windows: that is what the profile_share target is about.
         total = window.result
+        passes, runs = self._profile_work
+        if passes and runs and result.energy_j > 0:  # learn what each run costs besides its training
+            j_per_pass = result.energy_j / passes
+            self._fixed_passes_per_run = max(0.0, total.energy_j - result.energy_j) / j_per_pass / runs
         self.recorder.record("profile_energy", task_id=task_id, energy_j=total.energy_j, energy_label=total.label,
                              energy_source=total.source, trial_windows_j=result.energy_j,
-                             seconds=total.duration_s)
+                             seconds=total.duration_s, fixed_passes_per_run=self._fixed_passes_per_run)
         return dataclasses.replace(result, energy_j=total.energy_j, energy_label=total.label)
 
     def _profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray,
@@ -134,9 +140,11 @@ class MiroController:
         trials = [Trial.blacklisted(c, reason) for c, reason in grid.blacklisted]
         candidates, excluded, rule_reason = self._em_rule(task_id, grid.candidates, inputs, new_classes, len(em))
         trials += excluded
+        runs_planned = len(candidates) + (1 if self.config.warm_start_epochs else 0)
+        fixed = self._fixed_passes_per_run * runs_planned
         ratio = profile_data_ratio(self.config, [c.em_size + c.sb_size for c in candidates], len(task_y),
-                                   self.train_config.epochs)
-        self.recorder.record("grid", task_id=task_id, data_ratio=ratio, **describe_grid(grid))
+                                   self.train_config.epochs, fixed)
+        self.recorder.record("grid", task_id=task_id, data_ratio=ratio, fixed_passes=fixed, **describe_grid(grid))
         energy = 0.0
         label = None  # type: Optional[str]
         val_x, val_y = self.validation_slice(store, list(old_classes) + new_classes, task_id)
@@ -153,6 +161,9 @@ class MiroController:
                                              callbacks=[WorkCounterCallback(self.meter.add_work)]))
             energy += result.energy_j
             label = result.label
+            warm_passes, warm_runs = result.sample_passes, 1
+        else:
+            warm_passes, warm_runs = 0, 0
         runs = []  # type: List[TrialRun]
         halving = self.config.successive_halving and self.config.trial_epochs > 1
         for cand in candidates:
@@ -183,6 +194,7 @@ class MiroController:
                 energy += run.energy_j
                 label = run.label
             trials.append(trial)
+        self._profile_work = (warm_passes + sum(r.passes for r in runs), warm_runs + len(runs))
         if self.config.trial_energy == "extrapolated":
             trials = extrapolate_energy(trials, self._passes, self.train_config.epochs)
         for trial in trials:
@@ -222,7 +234,7 @@ class MiroController:
         kept = [c for c in candidates if c.key in allowed]
         skipped = [Trial(c, None, None, "none", None, TrialStatus.SKIPPED, "not allowed by the forgetting rule ({})".format(
             rule.reason)) for c in candidates if c.key not in allowed]
-        return kept, skipped, "; forgetting rule: " + rule.reason
+        return kept, skipped, " Forgetting rule: " + rule.reason + "."
 
     def observe_task(self, task_id: int, model: nn.Module, em_size: int, sb_size: int) -> None:
         """After a task trained with ``em_size`` EM and ``sb_size`` SB samples: the old vs new classes' accuracy on

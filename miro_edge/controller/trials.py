@@ -26,7 +26,7 @@ from miro_edge.train.trainer import IncrementalTrainer, TrainConfig, accuracy
 
 
 def profile_data_ratio(config: ControllerConfig, trial_sizes: Sequence[int], task_size: int,
-                       train_epochs: int) -> float:
+                       train_epochs: int, fixed_passes: float = 0.0) -> float:
     """The fraction of EM and SB the warm start and the trials train on for one task.
 
     ``config.data_ratio`` unless the planned profiling work (warm start on the task, every trial's
@@ -34,6 +34,9 @@ def profile_data_ratio(config: ControllerConfig, trial_sizes: Sequence[int], tas
     ``max_profile_share`` of the cheapest candidate's full training (``min(trial_sizes) x
     train_epochs`` sample-passes); then the fraction that meets that cap. Trials are noisy
     either way, and a profile that costs more than the choice can save defeats its purpose.
+    ``fixed_passes``: what the profile costs besides training (model copies, validation, worker
+    start-up, gaps), in sample-pass equivalents measured on the previous profile; it comes off
+    the allowance first, so the cap holds for the joules profiling really spends.
     """
     if config.max_profile_share is None or not trial_sizes:
         return config.data_ratio
@@ -44,8 +47,9 @@ def profile_data_ratio(config: ControllerConfig, trial_sizes: Sequence[int], tas
     else:
         trials = float(config.trial_epochs * sum(sizes))
     planned = config.warm_start_epochs * task_size + trials  # sample-passes at a fraction of 1
-    cap = config.max_profile_share * sizes[0] * train_epochs / planned
-    return float(min(config.data_ratio, cap))
+    allowance = config.max_profile_share * sizes[0] * train_epochs - fixed_passes
+    cap = max(allowance, 0.0) / planned
+    return float(min(config.data_ratio, max(cap, 1e-4)))  # trials keep one sample per class anyway
 
 
 def measured(meter: Any, name: str, fn: Callable[[], Any]) -> Tuple[Any, Any]:
