@@ -10,7 +10,7 @@ deterministic swap mode:
 - every fixed grid config (the controller's last grid), and the oracle: the best of them in
   hindsight by Miro's rule (top half by final accuracy, then accuracy/J);
 - all data in RAM (ignores the budget: accuracy ceiling, energy worst case); no replay (floor);
-- miro_edge with the controller (shipped settings: every task profiled, profiling capped at 4 %
+- miro_edge with the controller (shipped settings: every task profiled, profiling capped at 3 %
   of the cheapest allowed candidate's training, the standard-error cut, the forgetting-evidence
   EM rule), its whole profiling energy (one meter window around each profile: copies,
   validation, worker start-up included) in its total.

@@ -32,7 +32,7 @@ class ControllerConfig:
     start_task: int = field(0, help="first task that is profiled (task 0 has nothing to replay, so only SB "
                                     "sizes are tried there)")
     data_ratio: float = field(0.12, help="largest fraction of EM and SB each trial trains on (class-balanced)")
-    max_profile_share: Optional[float] = field(0.04, help="cap on a task's profiling work (warm start + trials, "
+    max_profile_share: Optional[float] = field(0.03, help="cap on a task's profiling work (warm start + trials, "
                                                "in sample-passes) as a fraction of the cheapest candidate's "
                                                "full training; trials train on less than data_ratio when needed. "
                                                "null: always data_ratio")
