@@ -45,9 +45,9 @@ def test_two_runs_and_a_killed_and_resumed_run_give_one_matrix(tmp_path):
     first, second = task_rows(tmp_path / "a" / "results.jsonl"), task_rows(tmp_path / "b" / "results.jsonl")
     assert len(first) == 4 and all(swaps > 0 for _, swaps in first[1:])  # the store really fed the EM
     assert first == second
-    table = first_out[first_out.index("accuracy after each task"):]
-    assert table == second_out[second_out.index("accuracy after each task"):].replace(
-        str(tmp_path / "b"), str(tmp_path / "a"))
+    def table(out: str) -> str:  # the printed matrix and summary, up to the (timing) line
+        return out[out.index("accuracy after each task"):out.index("training time")]
+    assert "final average accuracy" in table(first_out) and table(first_out) == table(second_out)
 
     run_dir = tmp_path / "killed"
     cmd = [sys.executable, "-m", "miro_edge", "run", "--config", str(config_path), "--out", str(run_dir)]
@@ -60,7 +60,7 @@ def test_two_runs_and_a_killed_and_resumed_run_give_one_matrix(tmp_path):
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert json.loads((run_dir / "state.json").read_text())["completed"] < 3
+    assert 2 <= json.loads((run_dir / "state.json").read_text())["cycles_done"] < 4
     resumed_out = run_cli(config_path, run_dir)
     assert "resumed" in resumed_out
     assert task_rows(results) == first
