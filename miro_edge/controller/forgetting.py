@@ -12,11 +12,12 @@ has one parameter, the *saturation scale* ``tau`` in samples per class: small wh
 samples per class are enough (workloads that saturate), large when accuracy keeps growing with
 memory. One task's ``old / new`` accuracy ratio gives one estimate of ``tau`` (solved from
 ``(1 - exp(-s/tau)) / (1 - exp(-b/tau))``; when ``s >= b`` from ``1 - exp(-s/tau)`` alone); the
-model uses their geometric mean. Before any evidence it uses a prior (10 samples per class): the
-first task with old classes has few of them, so a generous EM costs little there, while a
-workload with only two tasks never gets evidence in time (BasicMotions lost an activity to a
-20-sample EM in one seed with an optimistic prior). Ratios are clipped at 0.98: saturated
-evidence bounds ``tau`` from above only.
+model uses their geometric mean. Before any evidence it uses an optimistic prior (3 samples per
+class: a cheap first choice). A prior of 10 made every saturating workload pay for memory it did
+not need (full runs in BENCHMARKS.md: BasicMotions took EM 56 where 20 was as accurate), and the
+first task's evidence corrects an optimistic one at once (a grown EM refills from the store, so
+old classes are relearned). Ratios are clipped at 0.98: saturated evidence bounds ``tau`` from
+above only.
 
 The rule, per task: predict every fitting candidate's accuracy over all classes; allow those
 within ``max(tolerance, cut_fraction x (best - worst predicted))`` of the best (Miro's top-half
@@ -35,8 +36,8 @@ from miro_edge.config import field, require
 class ForgettingConfig:
     enabled: bool = field(True, help="require EM sizes the cross-task forgetting evidence predicts to be within "
                                      "tolerance of the largest fitting EM (off: trials alone decide)")
-    prior_tau: float = field(10.0, help="saturation scale (samples per old class) assumed before any evidence "
-                                        "(the first task's evidence replaces it)")
+    prior_tau: float = field(3.0, help="saturation scale (samples per old class) assumed before any evidence "
+                                       "(optimistic: the first task's evidence replaces it)")
     tolerance: float = field(0.02, help="accuracy (over all classes, as a fraction) an allowed candidate may be "
                                         "predicted to lose against the best one, at least")
     cut_fraction: float = field(0.5, help="... or this fraction of the predicted range (best - worst), if larger: "

@@ -23,7 +23,7 @@ from miro_edge.controller.adapt_callback import AdaptCallback
 from miro_edge.controller.config import POLICIES, ControllerConfig
 from miro_edge.controller.forgetting import ForgettingModel, PerClass
 from miro_edge.controller.footprint import MB, MemoryBudget, bytes_per_sample, measure_overhead_bytes
-from miro_edge.controller.grid import Candidate, GridInputs, build_grid, describe_grid, max_fit
+from miro_edge.controller.grid import Candidate, Grid, GridInputs, build_grid, describe_grid, fits, max_fit
 from miro_edge.controller.idle import IdleGate, IdlePolicy
 from miro_edge.controller.report import ChoiceEvent, TrialEvent
 from miro_edge.controller.scorer import Choice, NoViableCandidateError, Trial, TrialStatus, create_scorer
@@ -138,7 +138,7 @@ class MiroController:
         inputs, new_classes = self._task_inputs(model, task_x, task_y, store, old_classes)
         grid = build_grid(inputs, self.config.grid)
         trials = [Trial.blacklisted(c, reason) for c, reason in grid.blacklisted]
-        candidates, excluded, rule_reason = self._em_rule(task_id, grid.candidates, inputs, new_classes, len(em))
+        candidates, excluded, rule_reason = self._em_rule(task_id, grid, inputs, new_classes, len(em))
         trials += excluded
         runs_planned = len(candidates) + (1 if self.config.warm_start_epochs else 0)
         fixed = self._fixed_passes_per_run * runs_planned
@@ -149,6 +149,10 @@ class MiroController:
         label = None  # type: Optional[str]
         val_x, val_y = self.validation_slice(store, list(old_classes) + new_classes, task_id)
         self._val = (val_x, val_y, list(old_classes))
+        if rule_reason and len(candidates) > 1 and self.config.max_profile_share is not None and \
+                fixed >= self.config.max_profile_share * min(c.em_size + c.sb_size for c in candidates) * \
+                self.train_config.epochs:
+            return self._without_trials(task_id, candidates, trials, fixed, rule_reason, swap, t0)
         torch.manual_seed(self.train_config.seed + 7919 * task_id)
         rng = np.random.default_rng(self.train_config.seed + task_id)
         warm = copy.deepcopy(model)
@@ -221,12 +225,45 @@ class MiroController:
         self.profiled_swap_ratio = swap.swap_ratio
         return ProfileResult(task_id, candidate, reason, choice, trials, energy, label or "estimated", seconds)
 
-    def _em_rule(self, task_id: int, candidates: Sequence[Candidate], inputs: GridInputs,
-                 new_classes: Sequence[int], held_em: int) -> Tuple[List[Candidate], List[Trial], str]:
+    def _without_trials(self, task_id: int, candidates: Sequence[Candidate], trials: List[Trial], fixed: float,
+                        rule_reason: str, swap: SwapConfig, t0: float) -> ProfileResult:
+        """Profiling cannot pay for itself: what the last profile spent per run outside training,
+        times the runs planned, already exceeds ``max_profile_share`` of the cheapest allowed
+        candidate's training. Apply the cheapest candidate the forgetting rule allows, untried."""
+        candidate = min(candidates, key=lambda c: (c.em_size + c.sb_size, c.memory_bytes))
+        reason = ("{} chosen without trials: the profile's fixed cost ({:.0f} sample-pass equivalents, measured on "
+                  "the last profile) exceeds max_profile_share of the cheapest allowed training; it is the "
+                  "cheapest allowed candidate.{}").format(candidate.label(), fixed, rule_reason)
+        trials = trials + [Trial(c, None, None, "none", None, TrialStatus.SKIPPED, "profiling skipped: " + reason)
+                           for c in candidates]
+        for trial in trials:
+            event = TrialEvent.from_trial(task_id, trial)
+            self.recorder.record(event.KIND, **event.fields())
+        event = ChoiceEvent(task_id, candidate.em_size, candidate.sb_size, "forgetting_rule", reason, None)
+        self.recorder.record(event.KIND, **event.fields())
+        seconds = time.perf_counter() - t0
+        self.recorder.record("profile", task_id=task_id, energy_j=0.0, energy_label=None, seconds=seconds,
+                             candidates=len(candidates), blacklisted=0, data_ratio=0.0)
+        self._profile_work = (0, 0)
+        self.trials = trials
+        self.current = candidate
+        self.profiled_swap_ratio = swap.swap_ratio
+        return ProfileResult(task_id, candidate, reason, None, trials, 0.0, "estimated", seconds)
+
+    def _em_rule(self, task_id: int, grid: Grid, inputs: GridInputs, new_classes: Sequence[int],
+                 held_em: int) -> Tuple[List[Candidate], List[Trial], str]:
         """The candidates the forgetting rule lets this task try, the ones it excludes (recorded
-        as skipped trials, never trained: that saves their profiling too) and the reason."""
+        as skipped trials, never trained: that saves their profiling too) and the reason. With
+        ``keep_em`` the EM size held now joins the grid (each SB size that fits), so keeping it
+        never forces the EM up to the next grid point."""
+        candidates = list(grid.candidates)
         if not self.config.forgetting.enabled or not inputs.class_counts or not candidates:
-            return list(candidates), [], ""
+            return candidates, [], ""
+        if self.config.forgetting.keep_em and held_em > 0 and held_em not in grid.em_sizes:
+            for sb in grid.sb_sizes:
+                extra = inputs.candidate(held_em, sb)
+                if fits(extra, inputs.memory_budget_bytes):
+                    candidates.append(extra)
         rule = self.forgetting.rule(task_id, [c.key for c in candidates], PerClass(dict(inputs.class_counts)),
                                     len(new_classes), held_em)
         self.recorder.record("em_rule", **rule.fields())

@@ -67,7 +67,7 @@ def world(tmp_path):
 def controller_for(recorder, meter, **overrides):
     cfg = ControllerConfig(enabled=True, memory_budget_mb=1.0, data_ratio=0.5, trial_epochs=1, val_per_class=10,
                            grid=GridConfig(em_steps=2, sb_steps=2, min_em_per_class=5, min_sb_size=16),
-                           max_profile_share=None, **dict(dict(forgetting=NO_EM_RULE), **overrides))
+                           **dict(dict(forgetting=NO_EM_RULE, max_profile_share=None), **overrides))
     return MiroController(cfg, TRAIN, meter, recorder)
 
 
@@ -331,3 +331,21 @@ def test_stop_while_waiting_for_idle_ends_the_fit_cleanly(world):
         threading.Timer(0.2, ctl.stop.set).start()
         report = IncrementalTrainer(model, TRAIN).fit(1, sb, em, callbacks=[ctl.training_callback(1, None)])
     assert report.interrupted and report.steps == 0
+
+
+def test_profile_that_cannot_pay_for_itself_applies_the_cheapest_allowed_candidate_untried(world):
+    """When the previous profile's measured cost outside training, for the runs planned, already
+    exceeds max_profile_share of the cheapest allowed training, nothing is trained: the cheapest
+    candidate the forgetting rule allows is applied, and every candidate is recorded with why."""
+    store, model, em, sb, tx, ty = world
+    with Recorder() as rec, open_meter("model") as meter:
+        ctl = controller_for(rec, meter, forgetting=ForgettingConfig(), max_profile_share=0.03)
+        ctl._fixed_passes_per_run = 1e6  # as measured on an earlier, expensive profile
+        result = ctl.profile(1, model, em, tx, ty, store, [0, 1], SwapConfig())
+    rule = rec.of_kind("em_rule")[-1]
+    allowed = [tuple(int(v) for v in k.split("/")) for k in rule["allowed"]]
+    assert result.candidate.key == min(allowed, key=sum)
+    assert rec.of_kind("trial_window") == [] and result.energy_j >= 0
+    choice = rec.of_kind("choice")[-1]
+    assert choice["scorer"] == "forgetting_rule" and "without trials" in choice["reason"]
+    assert all(t["status"] in ("skipped", "blacklisted") and t["reason"] for t in rec.of_kind("trial"))
