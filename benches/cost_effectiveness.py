@@ -107,7 +107,7 @@ def evaluate(name: str, ds: dict, seeds: List[int], epochs: int, scorer) -> Dict
             last = max(e["task_id"] for e in out[3] if e["kind"] == "trial")
             grid = sorted({(e["em_size"], e["sb_size"]) for e in out[3]
                            if e["kind"] == "trial" and e["task_id"] == last and e["status"] != "blacklisted"})
-        label = next(e["energy_label"] for e in out[3] if e["kind"] == "session_end")
+        label = [e["energy_label"] for e in out[3] if e["kind"] == "task"][-1]
         maxfit = run(ds, seed, {"em_size": 50}, dict(ctl, policy="max_fit"), epochs)
         add("max_fit", maxfit)
         per_task.append("seed {} max-fit: {}".format(seed, choices(maxfit[3])))
