@@ -138,7 +138,7 @@ class MiroController:
         inputs, new_classes = self._task_inputs(model, task_x, task_y, store, old_classes)
         grid = build_grid(inputs, self.config.grid)
         trials = [Trial.blacklisted(c, reason) for c, reason in grid.blacklisted]
-        candidates, excluded, rule_reason = self._em_rule(task_id, grid, inputs, new_classes, len(em))
+        candidates, excluded, rule_reason, spread = self._em_rule(task_id, grid, inputs, new_classes, len(em))
         trials += excluded
         runs_planned = len(candidates) + (1 if self.config.warm_start_epochs else 0)
         fixed = self._fixed_passes_per_run * runs_planned
@@ -149,10 +149,9 @@ class MiroController:
         label = None  # type: Optional[str]
         val_x, val_y = self.validation_slice(store, list(old_classes) + new_classes, task_id)
         self._val = (val_x, val_y, list(old_classes))
-        if rule_reason and len(candidates) > 1 and self.config.max_profile_share is not None and \
-                fixed >= self.config.max_profile_share * min(c.em_size + c.sb_size for c in candidates) * \
-                self.train_config.epochs:
-            return self._without_trials(task_id, candidates, trials, fixed, rule_reason, swap, t0)
+        skip = self._why_no_trials(candidates, fixed, spread)
+        if rule_reason and skip:
+            return self._without_trials(task_id, candidates, trials, skip, rule_reason, swap, t0)
         torch.manual_seed(self.train_config.seed + 7919 * task_id)
         rng = np.random.default_rng(self.train_config.seed + task_id)
         warm = copy.deepcopy(model)
@@ -225,15 +224,30 @@ class MiroController:
         self.profiled_swap_ratio = swap.swap_ratio
         return ProfileResult(task_id, candidate, reason, choice, trials, energy, label or "estimated", seconds)
 
-    def _without_trials(self, task_id: int, candidates: Sequence[Candidate], trials: List[Trial], fixed: float,
+    def _why_no_trials(self, candidates: Sequence[Candidate], fixed: float, spread: float) -> str:
+        """Why trials cannot pay for themselves this task ('' when they can): the forgetting
+        rule predicts every allowed candidate within ``tolerance`` of the others (trials that
+        short could not separate them either, and the cheapest is what the scorer's cut picks),
+        or what the last profile spent per run outside training, times the runs planned,
+        already exceeds ``max_profile_share`` of the cheapest allowed candidate's training."""
+        if len(candidates) <= 1:
+            return "one candidate allowed"
+        if spread <= self.config.forgetting.tolerance:
+            return "every allowed candidate is predicted within {:.3f} of the others".format(spread)
+        cap = self.config.max_profile_share
+        cheapest = min(c.em_size + c.sb_size for c in candidates) * self.train_config.epochs
+        if cap is not None and fixed >= cap * cheapest:
+            return ("the profile's fixed cost ({:.0f} sample-pass equivalents, measured on the last profile) exceeds "
+                    "max_profile_share of the cheapest allowed training").format(fixed)
+        return ""
+
+    def _without_trials(self, task_id: int, candidates: Sequence[Candidate], trials: List[Trial], why: str,
                         rule_reason: str, swap: SwapConfig, t0: float) -> ProfileResult:
-        """Profiling cannot pay for itself: what the last profile spent per run outside training,
-        times the runs planned, already exceeds ``max_profile_share`` of the cheapest allowed
-        candidate's training. Apply the cheapest candidate the forgetting rule allows, untried."""
+        """Trials cannot pay for themselves (``_why_no_trials``): apply the cheapest candidate
+        the forgetting rule allows, untried."""
         candidate = min(candidates, key=lambda c: (c.em_size + c.sb_size, c.memory_bytes))
-        reason = ("{} chosen without trials: the profile's fixed cost ({:.0f} sample-pass equivalents, measured on "
-                  "the last profile) exceeds max_profile_share of the cheapest allowed training; it is the "
-                  "cheapest allowed candidate.{}").format(candidate.label(), fixed, rule_reason)
+        reason = "{} chosen without trials, the cheapest allowed candidate: {}.{}".format(
+            candidate.label(), why, rule_reason)
         trials = trials + [Trial(c, None, None, "none", None, TrialStatus.SKIPPED, "profiling skipped: " + reason)
                            for c in candidates]
         for trial in trials:
@@ -251,14 +265,15 @@ class MiroController:
         return ProfileResult(task_id, candidate, reason, None, trials, 0.0, "estimated", seconds)
 
     def _em_rule(self, task_id: int, grid: Grid, inputs: GridInputs, new_classes: Sequence[int],
-                 held_em: int) -> Tuple[List[Candidate], List[Trial], str]:
+                 held_em: int) -> Tuple[List[Candidate], List[Trial], str, float]:
         """The candidates the forgetting rule lets this task try, the ones it excludes (recorded
-        as skipped trials, never trained: that saves their profiling too) and the reason. With
+        as skipped trials, never trained: that saves their profiling too), the reason and the
+        spread of the allowed candidates' predicted accuracies. With
         ``keep_em`` the EM size held now joins the grid (each SB size that fits), so keeping it
         never forces the EM up to the next grid point."""
         candidates = list(grid.candidates)
-        if not self.config.forgetting.enabled or not inputs.class_counts or not candidates:
-            return candidates, [], ""
+        if not self.config.forgetting.enabled or not candidates:
+            return candidates, [], "", float("inf")
         if self.config.forgetting.keep_em and held_em > 0 and held_em not in grid.em_sizes:
             for sb in grid.sb_sizes:
                 extra = inputs.candidate(held_em, sb)
@@ -271,7 +286,8 @@ class MiroController:
         kept = [c for c in candidates if c.key in allowed]
         skipped = [Trial(c, None, None, "none", None, TrialStatus.SKIPPED, "not allowed by the forgetting rule ({})".format(
             rule.reason)) for c in candidates if c.key not in allowed]
-        return kept, skipped, " Forgetting rule: " + rule.reason + "."
+        spread = max(rule.predicted[c.key] for c in kept) - min(rule.predicted[c.key] for c in kept)
+        return kept, skipped, " Forgetting rule: " + rule.reason + ".", spread
 
     def observe_task(self, task_id: int, model: nn.Module, em_size: int, sb_size: int) -> None:
         """After a task trained with ``em_size`` EM and ``sb_size`` SB samples: the old vs new classes' accuracy on

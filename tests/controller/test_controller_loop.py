@@ -130,7 +130,7 @@ def test_blacklist_degenerate_trials_and_max_fit_fallback(world, tmp_path):
         with Recorder() as rec, open_meter("model") as meter:
             cfg = ControllerConfig(enabled=True, memory_budget_mb=budget_mb, data_ratio=0.2, trial_epochs=1,
                                    val_per_class=5, grid=GridConfig(em_steps=3, sb_steps=2, min_em_per_class=5,
-                                                                    min_sb_size=16))
+                                                                    min_sb_size=16), forgetting=NO_EM_RULE)
             ctl = MiroController(cfg, TRAIN, meter, rec)
             result = ctl.profile(1, model, em, tx, ty, bare, [0, 1], SwapConfig())
     budget = int(budget_mb * 2 ** 20)

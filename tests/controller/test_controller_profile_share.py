@@ -54,6 +54,7 @@ def test_first_task_profiles_sb_sizes_and_profiling_stays_under_its_share(tmp_pa
         "train": {"model": "cnn2d", "width": 8, "epochs": 10, "batch_size": 16},
         "controller": {"enabled": True, "memory_budget_mb": 8.0, "data_ratio": 0.5, "trial_epochs": 2,
                        "max_profile_share": 0.1, "val_per_class": 10,
+                       "forgetting": {"enabled": False},  # trials always run: this is about their cap
                        "grid": {"em_steps": 3, "sb_steps": 2, "min_em_per_class": 20, "min_sb_size": 64}}})
     assert config.controller.start_task == 0
     with Recorder(tmp_path / "r.jsonl") as rec, open_meter("model") as meter, \
