@@ -1,6 +1,8 @@
 """HEM accuracy acceptance: final average accuracy of four memory set-ups, mean over seeds.
 
-Per data set (digits: 5 tasks x 2 classes, images; BasicMotions: 2 tasks x 2 activities, IMU):
+Per data set (digits: 5 tasks x 2 classes, images; BasicMotions: 2 tasks x 2 activities, IMU;
+glyphs: 5 tasks x 2 classes, generated images where replay size matters; chirps, the set-aside
+generated series, only with ``--set-aside``), swaps in the default deterministic mode:
 - no replay (EM 0): the forgetting floor;
 - EM of 5 samples per class, swap_ratio 0 (plain experience replay);
 - the same EM with swap_ratio 1.0 and every sample in the store (HEM);
@@ -21,7 +23,9 @@ from miro_edge.config import from_dict
 from miro_edge.session import SessionConfig, run_session
 
 DATASETS = {"digits": dict(WORKLOADS["digits"], em_per_class=[5]),
-            "basic_motions": dict(WORKLOADS["basic_motions"], em_per_class=[5, 2])}
+            "basic_motions": dict(WORKLOADS["basic_motions"], em_per_class=[5, 2]),
+            "glyphs": dict(WORKLOADS["glyphs"], em_per_class=[5, 40]),
+            "chirps": dict(WORKLOADS["chirps"], em_per_class=[5, 40])}
 
 def setups(per_class_sizes: list) -> dict:
     """no replay, then plain replay and HEM for each EM size (samples per class), then the ceiling."""
@@ -42,10 +46,16 @@ def config_for(ds: dict, setup: dict, seed: int) -> SessionConfig:
 
 
 def main() -> None:
-    args = parser(__doc__).parse_args()
+    p = parser(__doc__)
+    p.add_argument("--set-aside", action="store_true", help="also run the set-aside workload (chirps)")
+    p.add_argument("--workloads", default=None, help="comma-separated subset (default: all shipped)")
+    args = p.parse_args()
     seeds = [0] if args.quick else [0, 1, 2]
     metrics = {}
-    for name, ds in DATASETS.items():
+    names = args.workloads.split(",") if args.workloads else [
+        n for n, ds in DATASETS.items() if args.set_aside or not ds.get("set_aside")]
+    for name in names:
+        ds = DATASETS[name]
         print("\n{} (seeds {}):".format(name, seeds))
         means = {}
         for setup_name, setup in setups(ds["em_per_class"]).items():

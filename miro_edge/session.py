@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from miro_edge.config import field, to_dict
-from miro_edge.controller.profiler import ControllerConfig
+from miro_edge.controller import ControllerConfig
 from miro_edge.data.sources import load_source
 from miro_edge.data.stream import ClassIncrementalStream, StreamConfig, Task
 from miro_edge.energy.config import MeterConfig

@@ -48,6 +48,10 @@ class GridConfig:
                                            "trials cannot show the forgetting a tiny EM causes over a whole task")
     min_sb_size: int = field(64, help="smallest SB in samples (capped at the task size)")
     include_no_replay: bool = field(False, help="also try em_size=0 (no replay, the forgetting floor)")
+    max_fit_em_share: float = field(0.5, help="max-fit (the baseline, and the controller's fallback): share of "
+                                              "the replay room the EM gets first (capped at what the store "
+                                              "holds); the SB takes the rest up to the task size, the EM any "
+                                              "leftover")
 
     def __post_init__(self) -> None:
         require(self.em_steps >= 1, "grid.em_steps", "must be >= 1, got {}".format(self.em_steps))
@@ -57,6 +61,8 @@ class GridConfig:
         require(self.min_em_per_class >= 1, "grid.min_em_per_class",
                 "must be >= 1, got {}".format(self.min_em_per_class))
         require(self.min_sb_size >= 1, "grid.min_sb_size", "must be >= 1, got {}".format(self.min_sb_size))
+        require(0 <= self.max_fit_em_share < 1, "grid.max_fit_em_share",
+                "must be in [0, 1), got {}".format(self.max_fit_em_share))
 
 
 @dataclass(frozen=True)
@@ -247,14 +253,15 @@ def fits(candidate: Candidate, budget_bytes: int) -> bool:
 
 
 def max_fit(budget_bytes: int, inputs: GridInputs, config: GridConfig = GridConfig()) -> Candidate:
-    """The largest EM and SB that fit ``budget_bytes``: the baseline that gives replay all memory.
+    """The largest EM and SB that fit ``budget_bytes``: the baseline that gives replay all memory,
+    split the way a user would set it.
 
-    Split rule: first reserve the smallest useful EM (``min_em_per_class`` per old class, or
-    what exists); SB then takes the whole task if it fits in the rest, else all of the rest;
-    EM takes what remains after SB, capped at what the store holds. So the new task is learned
-    from as many of its samples as possible while old classes are never dropped entirely.
-    Raises InfeasibleBudgetError when not even the overhead, the minimum EM and one SB
-    sample fit.
+    Split rule: the EM first gets ``max_fit_em_share`` of the room (half by default; at least the
+    smallest useful EM, ``min_em_per_class`` per old class; at most what the store holds); the
+    SB takes the rest, up to the whole task; the EM then takes whatever the SB leaves. So old
+    and new classes share the memory evenly instead of the new task taking it all (an SB-first
+    split forgets badly where memory matters). Raises InfeasibleBudgetError when not even the
+    overhead, the minimum EM and one SB sample fit.
     """
     room = inputs.samples_within(budget_bytes)
     em_reserve = min(_min_em(inputs, config), inputs.em_capacity)
@@ -263,7 +270,8 @@ def max_fit(budget_bytes: int, inputs: GridInputs, config: GridConfig = GridConf
             "memory budget {:.2f} MB cannot hold the fixed overhead {:.2f} MB plus {} EM samples and one "
             "SB sample at {} B each; raise the memory budget or use a smaller model".format(
                 budget_bytes / _MB, inputs.fixed_overhead_bytes / _MB, em_reserve, inputs.bytes_per_sample))
-    sb = min(inputs.task_size, room - em_reserve)
+    em_first = min(inputs.em_capacity, max(em_reserve, int(room * config.max_fit_em_share)), room - 1)
+    sb = min(inputs.task_size, room - em_first)
     em = min(inputs.em_capacity, room - sb)
     return inputs.candidate(em, sb)
 

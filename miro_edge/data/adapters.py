@@ -1,10 +1,12 @@
 """Built-in dataset adapters. Each reads data an installed package ships (no download) or a
-user file. These are the only places where dataset names appear."""
+user file; ``procedural`` makes data from a seed. These are the only places where dataset names
+appear."""
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+import miro_edge.data.procedural  # noqa: F401  (registers the generated workloads: glyphs, chirps)
 from miro_edge.data.sources import DATASETS, ArraySource, encode_labels, windowed_source
 from miro_edge.errors import InputError
 from miro_edge.utils.optional import require

@@ -17,6 +17,7 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence
 import numpy as np
 
 from miro_edge.config import field, require
+from miro_edge.errors import InputError
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.types import SampleSource
 
@@ -32,6 +33,12 @@ class SwapConfig:
     drain_timeout_s: float = field(5.0, help="at task end, wait this long for pending swaps, then cancel")
     coalesce: int = field(16, help="at most this many minibatches merged into one store read")
     linger_s: float = field(0.05, help="wait up to this long for more minibatches before a read")
+    mode: str = field("deterministic", help="'deterministic': the swaps applied before each minibatch depend "
+                      "only on the seed and the step (reads still run off the training thread, lag_steps "
+                      "ahead; the trainer waits for a late read); 'async': swaps land whenever the worker "
+                      "finishes (faster under load, not reproducible)")
+    lag_steps: int = field(2, help="deterministic mode: the swaps of a minibatch's EM slots are applied "
+                           "before the minibatch lag_steps submissions later (1 = before the next one)")
 
     def __post_init__(self) -> None:
         require(0.0 <= self.swap_ratio <= 1.0, "memory.swap.swap_ratio", "must be in [0, 1]")
@@ -40,11 +47,25 @@ class SwapConfig:
         require(self.drain_timeout_s >= 0, "memory.swap.drain_timeout_s", "must be >= 0")
         require(self.coalesce >= 1, "memory.swap.coalesce", "must be >= 1")
         require(self.linger_s >= 0, "memory.swap.linger_s", "must be >= 0")
+        require(self.mode in ("deterministic", "async"), "memory.swap.mode", "must be 'deterministic' or 'async'")
+        require(self.lag_steps >= 1, "memory.swap.lag_steps", "must be >= 1")
+
+
+@dataclass
+class FetchedSwaps:
+    """Replacement samples read from the store, not yet written: slot i gets xs[i]."""
+
+    slots: List[int]
+    xs: List[np.ndarray]
+    ys: List[int]
+    record_ids: List[int]
+    latency_s: float
 
 
 @dataclass(frozen=True)
 class SwapStats:
-    """Live counters of the worker, read by the controller's congestion rule."""
+    """Live counters of the worker, read by the controller's congestion rule. ``wait_s``: time
+    the training thread spent waiting for late reads (deterministic mode only)."""
 
     swaps_done: int
     submitted: int
@@ -55,13 +76,21 @@ class SwapStats:
     latency_p95_s: float
     bytes_read: int
     swap_ratio: float
+    wait_s: float = 0.0
 
 
 class SwapWorker:
-    """Background thread that refreshes EM slots from the store at ``swap_ratio``."""
+    """Background thread that refreshes EM slots from the store at ``swap_ratio`` whenever its
+    reads finish (``mode: async``; ``swap_modes.create_swap_worker`` picks the class by mode)."""
+
+    MODE = "async"
 
     def __init__(self, em: EpisodicMemory, store: SampleSource, config: SwapConfig,
                  seed: int = 0, on_read: Optional[Callable[[int], None]] = None) -> None:
+        if config.mode != self.MODE:
+            raise InputError("{} runs memory.swap.mode {!r}, the config asks {!r}; build the worker with "
+                             "miro_edge.memory.swap_modes.create_swap_worker".format(
+                                 type(self).__name__, self.MODE, config.mode))
         self.em = em
         self.store = store
         self.config = config
@@ -80,6 +109,7 @@ class SwapWorker:
         self._counter_lock = threading.Lock()
         self._pending = []  # type: List[np.ndarray]
         self._inflight_since = None  # type: Optional[float]
+        self._wait_s = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "SwapWorker":
@@ -124,6 +154,18 @@ class SwapWorker:
             pass
 
     # -- producer side ---------------------------------------------------------------------
+    def set_swap_ratio(self, ratio: float) -> None:
+        """Change the fraction of each minibatch's EM slots swapped from now on (the controller's
+        congestion rule); submissions already queued are picked at the new ratio."""
+        if not 0.0 <= ratio <= 1.0:
+            raise InputError("swap ratio must be in [0, 1], got {}".format(ratio))
+        self.swap_ratio = float(ratio)
+
+    def apply_due(self) -> int:
+        """Called by the trainer before each minibatch. Async mode writes swaps on the worker
+        thread as reads finish, so there is nothing to apply here."""
+        return 0
+
     def active_in_epoch(self, epoch: int) -> bool:
         return self.swap_ratio > 0 and epoch % self.config.swap_period == 0
 
@@ -168,16 +210,17 @@ class SwapWorker:
                     self._queue.task_done()
 
     def _pick(self, slots: np.ndarray) -> None:
-        """Choose ``swap_ratio`` of one minibatch's EM slots for replacement."""
-        count = int(round(self.swap_ratio * len(slots)))
-        if count >= len(slots):  # all of them (swap_ratio 1): no random choice to make
-            self._pending.append(slots)
-        elif count > 0:
-            self._pending.append(self._rng.choice(slots, size=count, replace=False))
+        picked = choose_slots(slots, self.swap_ratio, self._rng)
+        if len(picked):
+            self._pending.append(picked)
 
     def _swap(self, picked: List[np.ndarray]) -> None:
+        self._write(self._fetch(picked, self._rng))
+
+    def _fetch(self, picked: List[np.ndarray], rng: np.random.Generator) -> Optional["FetchedSwaps"]:
+        """Draw and read same-class replacements for the picked slots (no EM write yet)."""
         if not picked:
-            return
+            return None
         chosen = np.unique(np.concatenate(picked))
         labels = self.em.labels.numpy()[chosen]
         groups = {}  # type: Dict[int, List[int]]  # label -> its EM slots to refill, ascending
@@ -188,22 +231,31 @@ class SwapWorker:
         t0 = time.perf_counter()
         self._inflight_since = t0
         try:
-            samples = self.store.draw({label: len(slots) for label, slots in groups.items()}, self._rng)
+            samples = self.store.draw({label: len(slots) for label, slots in groups.items()}, rng)
         finally:
             self._inflight_since = None
         latency = time.perf_counter() - t0
+        samples = sorted(samples, key=lambda smp: smp.record_id)  # the store promises no order
         for slots in groups.values():
             slots.reverse()  # pop() below then hands out each label's lowest slots first
-        slot_list, xs, ys, rids = [], [], [], []
+        fetched = FetchedSwaps([], [], [], [], latency)
         for sample in samples:  # each sample takes the next free slot of its label
             slots = groups.get(sample.label)
             if slots:
-                slot_list.append(slots.pop())
-                xs.append(sample.x)
-                ys.append(sample.label)
-                rids.append(sample.record_id)
-        written = self.em.write_slots(slot_list, xs, ys, rids) if slot_list else 0
-        nbytes = sum(x.nbytes for x in xs)
+                fetched.slots.append(slots.pop())
+                fetched.xs.append(sample.x)
+                fetched.ys.append(sample.label)
+                fetched.record_ids.append(sample.record_id)
+        return fetched
+
+    def _write(self, fetched: Optional["FetchedSwaps"]) -> None:
+        """Write fetched samples into their EM slots (whole, under the EM lock) and count them."""
+        if fetched is None:
+            return
+        written = self.em.write_slots(fetched.slots, fetched.xs, fetched.ys, fetched.record_ids) \
+            if fetched.slots else 0
+        nbytes = sum(x.nbytes for x in fetched.xs)
+        latency = fetched.latency_s
         with self._counter_lock:
             self._swaps += written
             self._bytes += nbytes
@@ -236,4 +288,15 @@ class SwapWorker:
         lat = sorted(latencies)
         p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0
         return SwapStats(swaps, self._submitted, self._dropped, self._cancelled,
-                         self._queue.qsize(), self._ewma, p95, self._bytes, self.swap_ratio)
+                         self._queue.qsize(), self._ewma, p95, self._bytes, self.swap_ratio, self._wait_s)
+
+
+def choose_slots(slots: np.ndarray, ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """``ratio`` of one minibatch's EM slots, chosen for replacement (all of them at ratio 1,
+    without touching the random stream)."""
+    count = int(round(ratio * len(slots)))
+    if count >= len(slots):
+        return slots
+    if count <= 0:
+        return slots[:0]
+    return rng.choice(slots, size=count, replace=False)

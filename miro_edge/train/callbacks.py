@@ -63,10 +63,14 @@ class TrainCallback:
 
 
 class SwapCallback(TrainCallback):
-    """Hands each minibatch's EM slots to the swap worker in the epochs it is active."""
+    """Hands each minibatch's EM slots to the swap worker in the epochs it is active and, before
+    each minibatch, lets it apply the swaps due at that step (deterministic mode)."""
 
     def __init__(self, worker: "SwapWorker") -> None:
         self.worker = worker
+
+    def before_batch(self, ctx: TaskContext, epoch: int, step: int) -> None:
+        self.worker.apply_due()
 
     def after_batch(self, ctx: TaskContext, batch: BatchInfo) -> None:
         if len(batch.em_slots) and self.worker.active_in_epoch(batch.epoch):
@@ -89,11 +93,11 @@ def replay_callbacks(em: "EpisodicMemory", store: "SampleSource", swap: "SwapCon
     """The callbacks every replay fit needs: training work reported to the energy meter and,
     when the EM holds samples and ``swap.swap_ratio`` > 0, a running swap worker fed by the
     minibatches (drained when the block ends, cancelled if it raises)."""
-    from miro_edge.memory.swap import SwapWorker
+    from miro_edge.memory.swap_modes import create_swap_worker
 
     callbacks = [WorkCounterCallback(add_work)]  # type: List[TrainCallback]
     if swap.swap_ratio > 0 and len(em):
-        with SwapWorker(em, store, swap, seed=seed, on_read=lambda n: add_work(bytes_read=n)) as worker:
+        with create_swap_worker(em, store, swap, seed=seed, on_read=lambda n: add_work(bytes_read=n)) as worker:
             yield worker, callbacks + [SwapCallback(worker)]
     else:
         yield None, callbacks

@@ -8,7 +8,7 @@ import yaml
 
 from miro_edge.config import field, from_dict, load_yaml, require
 from miro_edge.controller.idle import IdlePolicyConfig
-from miro_edge.controller.profiler import ControllerConfig
+from miro_edge.controller import ControllerConfig
 from miro_edge.energy.config import MeterConfig
 from miro_edge.memory.config import MemoryConfig
 from miro_edge.train.trainer import TrainConfig

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from miro_edge.controller.profiler import ControllerConfig, MiroController, ProfileResult
+from miro_edge.controller import ControllerConfig, MiroController, ProfileResult, create_controller
 from miro_edge.device.memory import release_memory
 from miro_edge.memory.config import MemoryConfig
 from miro_edge.memory.em import EpisodicMemory
@@ -102,7 +102,7 @@ class Learner:
             return None
         fault_point("profile:before")
         result = self.controller.profile(cycle, self.model, self.em, tx, ty, self.store, old_classes,
-                                         self.memory.swap.swap_ratio)
+                                         self.memory.swap)
         fault_point("profile:after")
         cand = result.candidate
         self.apply(cycle, cand.em_size, cand.sb_size, old_classes, result.reason)
@@ -157,7 +157,7 @@ class Learner:
                 break
             cand = adapt.switch.candidate
             self.apply(cycle, cand.em_size, cand.sb_size, old_classes, adapt.switch.reason)
-            self.controller.current = cand
+            self.controller.adopt(cand)
             self.recorder.record("budget_switch", task_id=cycle, em_size=cand.em_size, sb_size=cand.sb_size,
                                  memory_bytes=cand.memory_bytes, reason=adapt.switch.reason,
                                  epochs_left=epochs_left)
@@ -206,7 +206,6 @@ def make_controller(config: ControllerConfig, train: TrainConfig, meter: Any,
     """The Miro controller when enabled, reading the device's resources for its budget."""
     if not config.enabled:
         return None
-    from miro_edge.controller.profiler import create_controller
     from miro_edge.device.resources import ResourceMonitor
 
     return create_controller(config, train, meter, recorder, ResourceMonitor().snapshot)

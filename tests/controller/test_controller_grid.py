@@ -96,12 +96,13 @@ def test_max_fit_gives_sb_the_whole_task_when_it_fits():
     assert fits(cand, inp.memory_budget_bytes)
 
 
-def test_max_fit_reserves_minimum_em_when_the_task_does_not_fit():
+def test_max_fit_splits_the_room_evenly_when_the_task_does_not_fit():
     inp = inputs(budget_mb=22, overhead_mb=20, task_size=100000)
     cand = max_fit(inp.memory_budget_bytes, inp, GridConfig(min_em_per_class=5))
     room = (inp.memory_budget_bytes - inp.fixed_overhead_bytes) // BPS
-    assert cand.em_size == 50
-    assert cand.sb_size == room - 50
+    assert cand.em_size == room // 2 and cand.sb_size == room - room // 2
+    sb_first = max_fit(inp.memory_budget_bytes, inp, GridConfig(min_em_per_class=5, max_fit_em_share=0.0))
+    assert sb_first.key == (50, room - 50)  # share 0: the SB takes all but the smallest useful EM
 
 
 def test_max_fit_caps_em_at_what_exists_and_always_fits():

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from miro_edge.controller.adapt import SwapAdapterConfig
+from miro_edge.controller.forgetting import ForgettingConfig
 from miro_edge.controller.grid import GridConfig
-from miro_edge.controller.profiler import ControllerConfig, MiroController, measure_overhead_bytes
+from miro_edge.controller import ControllerConfig, MiroController, measure_overhead_bytes
 from miro_edge.controller.scorer import TrialStatus
 from miro_edge.energy import open_meter
 from miro_edge.memory.em import EpisodicMemory
@@ -25,6 +26,7 @@ from miro_edge.model.architectures import create_model
 from miro_edge.train.trainer import IncrementalTrainer, TrainConfig
 
 SHAPE = (1, 8, 8)
+NO_EM_RULE = ForgettingConfig(enabled=False)  # these tests are about the trials, not the EM rule
 TRAIN = TrainConfig(model="cnn2d", width=8, epochs=2, batch_size=16, seed=0)
 
 
@@ -65,7 +67,7 @@ def world(tmp_path):
 def controller_for(recorder, meter, **overrides):
     cfg = ControllerConfig(enabled=True, memory_budget_mb=1.0, data_ratio=0.5, trial_epochs=1, val_per_class=10,
                            grid=GridConfig(em_steps=2, sb_steps=2, min_em_per_class=5, min_sb_size=16),
-                           max_profile_share=None, **overrides)
+                           **dict(dict(forgetting=NO_EM_RULE, max_profile_share=None), **overrides))
     return MiroController(cfg, TRAIN, meter, recorder)
 
 
@@ -93,7 +95,7 @@ def test_profiling_leaves_live_state_byte_identical_and_records_everything(world
     torch_rng = torch.get_rng_state()
     with Recorder() as rec, open_meter("model") as meter:
         ctl = controller_for(rec, meter)
-        result = ctl.profile(1, model, em, tx, ty, store, [0, 1], swap_ratio=1.0)
+        result = ctl.profile(1, model, em, tx, ty, store, [0, 1], SwapConfig(swap_ratio=1.0))
     after = state_digest(model, em, sb, store)
     for key, value in before["model"].items():
         assert torch.equal(value, after["model"][key]), key
@@ -128,9 +130,9 @@ def test_blacklist_degenerate_trials_and_max_fit_fallback(world, tmp_path):
         with Recorder() as rec, open_meter("model") as meter:
             cfg = ControllerConfig(enabled=True, memory_budget_mb=budget_mb, data_ratio=0.2, trial_epochs=1,
                                    val_per_class=5, grid=GridConfig(em_steps=3, sb_steps=2, min_em_per_class=5,
-                                                                    min_sb_size=16))
+                                                                    min_sb_size=16), forgetting=NO_EM_RULE)
             ctl = MiroController(cfg, TRAIN, meter, rec)
-            result = ctl.profile(1, model, em, tx, ty, bare, [0, 1], swap_ratio=0.0)
+            result = ctl.profile(1, model, em, tx, ty, bare, [0, 1], SwapConfig())
     budget = int(budget_mb * 2 ** 20)
     statuses = [t.status for t in result.trials]
     assert TrialStatus.BLACKLISTED in statuses
@@ -145,14 +147,17 @@ def test_blacklist_degenerate_trials_and_max_fit_fallback(world, tmp_path):
 def test_trial_subsets_keep_every_class(world):
     store, model, em, sb, tx, ty = world
     from miro_edge.controller.grid import Candidate
+    from miro_edge.controller.trials import TrialRun
     with Recorder() as rec, open_meter("model") as meter:
         ctl = controller_for(rec, meter)
-        val_x, val_y = ctl._validation_slice(store, [0, 1, 2, 3], 1)
+        val_x, val_y = ctl.validation_slice(store, [0, 1, 2, 3], 1)
         rng = np.random.default_rng(0)
-        run = ctl._start_trial(1, Candidate(10, 16, 0), model, tx, ty, store, [0, 1], [2, 3], 0.0, 0.5, rng)
+        run = TrialRun.start(1, Candidate(10, 16, 0), model, tx, ty, store, [0, 1], [2, 3], SwapConfig(), 0.5, rng,
+                             TRAIN, meter, rec)
         run.train(1, val_x, val_y)
         trial = run.finish()
-        tiny = ctl._start_trial(1, Candidate(1, 16, 0), model, tx, ty, store, [0, 1], [2, 3], 0.0, 0.5, rng)
+        tiny = TrialRun.start(1, Candidate(1, 16, 0), model, tx, ty, store, [0, 1], [2, 3], SwapConfig(), 0.5, rng,
+                              TRAIN, meter, rec)
     # 50% of EM 10 and SB 16: 5 + 8 samples, every class represented, one epoch
     assert trial.status == TrialStatus.OK and rec.of_kind("trial_window")[-1]["sample_passes"] == 5 + 8
     assert sorted(run.em.class_counts()) == [0, 1] and sorted(set(run.sb.labels[: len(run.sb)].tolist())) == [2, 3]
@@ -164,8 +169,8 @@ def test_successive_halving_trains_only_the_better_half_further(world):
     with Recorder() as rec, open_meter("model") as meter:
         cfg = ControllerConfig(enabled=True, memory_budget_mb=1.0, data_ratio=0.5, trial_epochs=2, val_per_class=10,
                                grid=GridConfig(em_steps=2, sb_steps=2, min_em_per_class=5, min_sb_size=16),
-                               max_profile_share=None)
-        result = MiroController(cfg, TRAIN, meter, rec).profile(1, model, em, tx, ty, store, [0, 1], 0.0)
+                               max_profile_share=None, forgetting=NO_EM_RULE)
+        result = MiroController(cfg, TRAIN, meter, rec).profile(1, model, em, tx, ty, store, [0, 1], SwapConfig())
     ok = [t for t in result.trials if t.status == TrialStatus.OK]
     stopped = [t for t in ok if "stopped after 1 of 2 epochs" in t.reason]
     assert len(ok) == 4 and len(stopped) == 2
@@ -214,7 +219,7 @@ def test_congestion_halves_swap_ratio_and_recovers_when_latency_goes(world):
     adapt_cfg = SwapAdapterConfig(max_read_latency_s=0.01, congested_windows=2, clear_windows=2, recover_step=0.5)
     with Recorder() as rec, open_meter("model") as meter:
         ctl = controller_for(rec, meter, swap_adapt=adapt_cfg, adapt_window_steps=2)
-        with SwapWorker(em, slow, SwapConfig(swap_ratio=1.0, linger_s=0.0, coalesce=1)) as worker:
+        with SwapWorker(em, slow, SwapConfig(mode="async", swap_ratio=1.0, linger_s=0.0, coalesce=1)) as worker:
             adapt = ctl.training_callback(1, worker)
             IncrementalTrainer(model, dataclasses.replace(TRAIN, epochs=12, batch_size=8)).fit(
                 1, sb1, em, callbacks=[Latency(), SwapCallback(worker), adapt])
@@ -326,3 +331,21 @@ def test_stop_while_waiting_for_idle_ends_the_fit_cleanly(world):
         threading.Timer(0.2, ctl.stop.set).start()
         report = IncrementalTrainer(model, TRAIN).fit(1, sb, em, callbacks=[ctl.training_callback(1, None)])
     assert report.interrupted and report.steps == 0
+
+
+def test_profile_that_cannot_pay_for_itself_applies_the_cheapest_allowed_candidate_untried(world):
+    """When the previous profile's measured cost outside training, for the runs planned, already
+    exceeds max_profile_share of the cheapest allowed training, nothing is trained: the cheapest
+    candidate the forgetting rule allows is applied, and every candidate is recorded with why."""
+    store, model, em, sb, tx, ty = world
+    with Recorder() as rec, open_meter("model") as meter:
+        ctl = controller_for(rec, meter, forgetting=ForgettingConfig(), max_profile_share=0.03)
+        ctl._fixed_passes_per_run = 1e6  # as measured on an earlier, expensive profile
+        result = ctl.profile(1, model, em, tx, ty, store, [0, 1], SwapConfig())
+    rule = rec.of_kind("em_rule")[-1]
+    allowed = [tuple(int(v) for v in k.split("/")) for k in rule["allowed"]]
+    assert result.candidate.key == min(allowed, key=sum)
+    assert rec.of_kind("trial_window") == [] and result.energy_j >= 0
+    choice = rec.of_kind("choice")[-1]
+    assert choice["scorer"] == "forgetting_rule" and "without trials" in choice["reason"]
+    assert all(t["status"] in ("skipped", "blacklisted") and t["reason"] for t in rec.of_kind("trial"))

@@ -17,7 +17,7 @@ def test_swaps_replace_with_same_class_and_drain_at_exit():
     src = make_source(n_per_class=200)
     em = _em(src)
     before = em.record_ids.copy()
-    with SwapWorker(em, src, SwapConfig(swap_ratio=1.0, max_backlog=1000, coalesce=1)) as worker:
+    with SwapWorker(em, src, SwapConfig(mode="async", swap_ratio=1.0, max_backlog=1000, coalesce=1)) as worker:
         for _ in range(50):
             worker.submit(np.arange(12))
     stats = worker.stats()
@@ -34,10 +34,10 @@ def test_swaps_replace_with_same_class_and_drain_at_exit():
 def test_ratio_zero_swaps_nothing_and_ratio_fraction_is_respected():
     src = make_source(n_per_class=200)
     em = _em(src)
-    with SwapWorker(em, src, SwapConfig(swap_ratio=0.0)) as worker:
+    with SwapWorker(em, src, SwapConfig(mode="async", swap_ratio=0.0)) as worker:
         assert worker.submit(np.arange(12)) is False
     assert worker.stats().swaps_done == 0
-    with SwapWorker(em, src, SwapConfig(swap_ratio=0.25, max_backlog=100, coalesce=1)) as worker:
+    with SwapWorker(em, src, SwapConfig(mode="async", swap_ratio=0.25, max_backlog=100, coalesce=1)) as worker:
         for _ in range(10):
             worker.submit(np.arange(12))
     assert worker.stats().swaps_done == 10 * 3
@@ -59,7 +59,7 @@ def test_readers_never_see_torn_slots_under_concurrent_swaps():
 
     thread = threading.Thread(target=reader)
     thread.start()
-    with SwapWorker(em, src, SwapConfig(swap_ratio=1.0, max_backlog=10000, coalesce=1, linger_s=0.0)) as worker:
+    with SwapWorker(em, src, SwapConfig(mode="async", swap_ratio=1.0, max_backlog=10000, coalesce=1, linger_s=0.0)) as worker:
         for _ in range(300):
             worker.submit(np.arange(30))
     done.set()
@@ -71,7 +71,7 @@ def test_readers_never_see_torn_slots_under_concurrent_swaps():
 def test_exit_cancels_pending_swaps_when_drain_times_out():
     src = make_source(n_per_class=50, latency_s=0.05)
     em = _em(src)
-    worker = SwapWorker(em, src, SwapConfig(swap_ratio=1.0, max_backlog=20, drain_timeout_s=0.0))
+    worker = SwapWorker(em, src, SwapConfig(mode="async", swap_ratio=1.0, max_backlog=20, drain_timeout_s=0.0))
     with worker:
         for _ in range(20):
             worker.submit(np.arange(12))
@@ -82,7 +82,7 @@ def test_exit_cancels_pending_swaps_when_drain_times_out():
 
 def test_swap_period_limits_active_epochs():
     src = make_source()
-    worker = SwapWorker(_em(src), src, SwapConfig(swap_ratio=0.5, swap_period=3))
+    worker = SwapWorker(_em(src), src, SwapConfig(mode="async", swap_ratio=0.5, swap_period=3))
     assert [worker.active_in_epoch(e) for e in range(6)] == [True, False, False, True, False, False]
 
 
@@ -90,10 +90,24 @@ def test_coalesced_submissions_swap_each_slot_once_per_read():
     src = make_source(n_per_class=200, latency_s=0.01)
     em = _em(src)
     src.reads = 0
-    with SwapWorker(em, src, SwapConfig(swap_ratio=1.0, max_backlog=100, coalesce=8)) as worker:
+    with SwapWorker(em, src, SwapConfig(mode="async", swap_ratio=1.0, max_backlog=100, coalesce=8)) as worker:
         for _ in range(40):
             worker.submit(np.arange(12))
     stats = worker.stats()
     assert stats.cancelled == 0 and stats.submitted == 40
     # merged batches re-use one read for the same slots: fewer reads than submissions
     assert src.reads < 40 * 12 and stats.swaps_done == src.reads
+
+
+def test_set_swap_ratio_changes_what_later_submissions_swap_and_rejects_bad_values():
+    import pytest
+    from miro_edge.errors import InputError
+    src = make_source(n_per_class=200)
+    em = _em(src)
+    with SwapWorker(em, src, SwapConfig(mode="async", swap_ratio=1.0, max_backlog=100, coalesce=1)) as worker:
+        worker.set_swap_ratio(0.5)
+        for _ in range(10):
+            worker.submit(np.arange(12))
+        with pytest.raises(InputError, match="swap ratio"):
+            worker.set_swap_ratio(1.5)
+    assert worker.stats().swaps_done == 10 * 6 and worker.stats().swap_ratio == 0.5

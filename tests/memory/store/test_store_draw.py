@@ -185,7 +185,7 @@ def test_swap_worker_refills_em_slots_from_a_real_store(tmp_path, backend):
         em.rebalance(12, [0, 1, 2], s, np.random.default_rng(0))
         before = em.record_ids.copy()
         read_before = s.stats.records_read
-        with SwapWorker(em, s, SwapConfig(swap_ratio=1.0, max_backlog=100, coalesce=4)) as worker:
+        with SwapWorker(em, s, SwapConfig(mode="async", swap_ratio=1.0, max_backlog=100, coalesce=4)) as worker:
             for _ in range(20):
                 worker.submit(np.arange(12))
         stats = worker.stats()
