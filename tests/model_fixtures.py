@@ -36,3 +36,18 @@ def ckpt_factory(tmp_path):
         return make_checkpoint(tmp_path / "{}-{}-{}{}.pt".format(name, seed, accuracy, tag), name, seed=seed,
                                accuracy=accuracy)
     return make
+
+
+def published_registry(tmp_path: Path, ckpt_factory):
+    """A registry whose current version is the first of three exported cnn2d checkpoints;
+    returns it and the three (onnx, checkpoint) pairs, to publish the others later."""
+    from miro_edge.export.pipeline import export_checkpoint, publish_model
+    from miro_edge.registry.model_registry import ModelRegistry
+
+    reg = ModelRegistry(tmp_path / "reg")
+    pairs = []
+    for seed in range(3):
+        ckpt = ckpt_factory("cnn2d", seed=seed)
+        pairs.append((export_checkpoint(ckpt, tmp_path / "e{}".format(seed), run_parity=False).onnx.path, ckpt))
+    publish_model(reg, *pairs[0], run_parity=False)
+    return reg, pairs

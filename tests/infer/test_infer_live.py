@@ -15,20 +15,14 @@ from miro_edge.infer.hotswap import FixedEngine, HotSwapper
 from miro_edge.infer.live import LiveConfig, LiveLoop, registry_live_loop
 from miro_edge.infer.sources import CsvImuSource, SocketImuSource, SyntheticSource, VideoSource, frames, make_source
 
-from model_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
+from model_fixtures import ckpt_factory, published_registry, real_samples  # noqa: F401 (fixture)
 
 pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture
 def registry(tmp_path, ckpt_factory):
-    reg = ModelRegistry(tmp_path / "reg")
-    pairs = []
-    for seed in range(3):
-        ckpt = ckpt_factory("cnn2d", seed=seed)
-        pairs.append((export_checkpoint(ckpt, tmp_path / "e{}".format(seed), run_parity=False).onnx.path, ckpt))
-    publish_model(reg, *pairs[0], run_parity=False)
-    return reg, pairs
+    return published_registry(tmp_path, ckpt_factory)
 
 
 class SlowEngine(InferenceEngine):

@@ -19,7 +19,7 @@ from miro_edge.workspace.config import WorkspaceConfig
 from miro_edge.workspace.lock import WorkspaceLockedError
 from miro_edge.workspace.workspace import Workspace
 
-from model_fixtures import ckpt_factory, make_checkpoint  # noqa: F401 (fixture)
+from model_fixtures import ckpt_factory, make_checkpoint, published_registry  # noqa: F401 (fixture)
 from workspace_fixtures import NAMES, digits
 
 pytest.importorskip("onnxruntime")
@@ -183,12 +183,7 @@ def test_publish_with_a_checkpoint_of_another_model_is_one_clean_error(tmp_path,
 
 
 def test_a_second_run_of_the_live_loop_keeps_hot_swapping(tmp_path, ckpt_factory):
-    reg = ModelRegistry(tmp_path / "reg")
-    pairs = []
-    for seed in range(3):
-        ckpt = ckpt_factory("cnn2d", seed=seed)
-        pairs.append((export_checkpoint(ckpt, tmp_path / "e{}".format(seed), run_parity=False).onnx.path, ckpt))
-    publish_model(reg, *pairs[0], run_parity=False)
+    reg, pairs = published_registry(tmp_path, ckpt_factory)
     with registry_live_loop(str(reg.root), SyntheticSource((1, 8, 8), fps=None, n_frames=None), "onnxruntime",
                             config=LiveConfig(poll_every_frames=5)) as loop:
         loop.run(max_frames=30)
