@@ -348,6 +348,7 @@ class NpzSource(FrameSource):
 
 def make_source(kind: str, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> FrameSource:
     """A registered source by name, configured from a uri (see each class's ``from_uri``)."""
+    import miro_edge.infer.audio_source  # noqa: F401  (registers ``wav``; it imports this module)
     return SOURCES.get(kind).from_uri(uri, input_shape, fps)  # type: ignore[attr-defined]
 
 
