@@ -1,6 +1,7 @@
 """Cost-effectiveness of the Miro controller against fixed memory configurations, one process.
 
-Per data set (digits: 5 tasks x 2 classes, images; BasicMotions: 2 tasks x 2 activities, IMU),
+Per data set (digits: 5 tasks x 2 classes, images; BasicMotions: 2 tasks x 2 activities, IMU;
+keywords: 5 tasks x 2 espeak-ng command words, audio log-mels, when `make keywords` has run),
 every run under the same memory budget (measured fixed overhead + room for N samples):
 - max-fit: per task, the largest EM and SB that fit the budget (all memory given to replay);
 - every fixed grid config (the controller's last grid), and the oracle: the best of them in
@@ -22,7 +23,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from _common import WORKLOADS, parser, result, session_raw
+from _common import WORKLOADS, available, parser, result, session_raw
 
 from miro_edge.config import from_dict
 from miro_edge.controller.profiler import bytes_per_sample, measure_overhead_bytes
@@ -33,7 +34,8 @@ from miro_edge.session import SessionConfig, run_session
 from miro_edge.model.architectures import create_model
 
 DATASETS = {"digits": dict(WORKLOADS["digits"], room_samples=600),
-            "basic_motions": dict(WORKLOADS["basic_motions"], room_samples=300)}
+            "basic_motions": dict(WORKLOADS["basic_motions"], room_samples=300),
+            "keywords": dict(WORKLOADS["keywords"], room_samples=400)}
 CONTROLLER = {"data_ratio": 0.12, "trial_epochs": 2, "warm_start_epochs": 1, "val_per_class": 20,
               "grid": {"em_steps": 3, "sb_steps": 2, "min_em_per_class": 10, "min_sb_size": 64},
               "scorer": {"name": "cost_effective", "cutline": 0.5, "cut": "standard_error", "se_z": 2.0}}
@@ -59,7 +61,23 @@ def run(ds: dict, seed: int, memory: dict, controller: dict, epochs: int) -> Tup
 
 
 def main() -> None:
-    args = parser(__doc__).parse_args()
+    p = parser(__doc__)
+    p.add_argument("--workloads", default=None,
+                   help="comma-separated subset of {} (default: all whose data exists; --quick: digits and "
+                        "basic_motions, to stay within 2 minutes)".format(", ".join(DATASETS)))
+    args = p.parse_args()
+    if args.workloads:
+        names = [n.strip() for n in args.workloads.split(",") if n.strip()]
+        unknown = [n for n in names if n not in DATASETS]
+        if unknown:
+            p.error("unknown workload(s) {}; choose from {}".format(", ".join(unknown), ", ".join(DATASETS)))
+        missing = [n for n in names if not available(n)]
+        if missing:
+            p.error("no data for {} (run `make keywords`)".format(", ".join(missing)))
+    else:
+        names = [n for n in (["digits", "basic_motions"] if args.quick else list(DATASETS)) if available(n)]
+        if not args.quick and "keywords" not in names:
+            print("keywords skipped: no generated clips (run `make keywords`)")
     seeds = [0, 1] if args.quick else [0, 1, 2]
     epochs = EPOCHS["quick" if args.quick else "full"]  # --quick: two seeds, half the epochs per task
     # the oracle: Miro's rule on the final accuracies (top half, then accuracy per joule)
@@ -70,7 +88,8 @@ def main() -> None:
     # The process's first training pays torch's one-time set-up (about 1 s here, ~10 J in the
     # calibrated model): spend it on an untimed run so that no compared run carries it.
     run(DATASETS["basic_motions"], 0, {"em_size": 0, "sb_size": 64}, {"enabled": False}, 1)
-    for name, ds in DATASETS.items():
+    for name in names:
+        ds = DATASETS[name]
         budget = budget_mb(ds)
         ctl = dict(CONTROLLER, enabled=True, memory_budget_mb=budget)
         rows = {}  # type: Dict[str, List[Tuple[float, float, float]]]
