@@ -188,16 +188,23 @@ def verdicts(obs: Observations) -> Dict[str, str]:
     best = obs.best_by_accuracy
     if len(best) >= 2:
         distinct = sorted(set(best.values()))
-        gaps = []
+        clear = {}  # type: Dict[int, float]
+        tests = []
         for b, share in best.items():
             row = sorted((g for g in obs.grid if g.budget_samples == b), key=lambda g: -g.accuracy.mean)
-            if len(row) >= 2:
-                gaps.append(_differs(row[0].accuracy, row[1].accuracy))
-        noise = ("" if any(g is True for g in gaps) else " (but no best split beats the runner-up beyond 2 standard "
-                 "errors)" if all(g is False for g in gaps) else " (one seed: no noise test)")
-        out["best_split_per_budget"] = "{}: best EM share by accuracy per budget {}{}".format(
-            "shown" if len(distinct) > 1 else "not shown",
-            ", ".join("{}: {:g}".format(b, s) for b, s in sorted(best.items())), noise)
+            test = _differs(row[0].accuracy, row[1].accuracy) if len(row) >= 2 else None
+            tests.append(test)
+            if test:
+                clear[b] = share
+        listed = ", ".join("{}: {:g}".format(b, s) for b, s in sorted(best.items()))
+        if any(t is None for t in tests):
+            verdict = "{} without a noise test (one seed)".format("shown" if len(distinct) > 1 else "not shown")
+        elif len(set(clear.values())) > 1:
+            verdict = "shown"
+        else:
+            verdict = "not shown beyond noise" if len(distinct) > 1 else "not shown"
+        out["best_split_per_budget"] = "{}: best EM share by accuracy per budget {}; clear (beats the runner-up by " \
+            "> 2 standard errors) at {}".format(verdict, listed, ", ".join(str(b) for b in sorted(clear)) or "none")
     else:
         out["best_split_per_budget"] = "needs two or more budgets"
     drops = obs.accuracy_drops
@@ -218,9 +225,11 @@ def verdicts(obs: Observations) -> Dict[str, str]:
         out["swap_cheap_low_knee"] = "needs two or more swap ratios"
     else:
         cheap = abs(obs.swap_energy_change) <= 0.05
-        low = obs.knee_ratio is not None and obs.knee_ratio <= 0.3
-        out["swap_cheap_low_knee"] = "{}: energy {:+.1%} from swap ratio {:g} to {:g}; accuracy {:+.3f}; knee {}".format(
+        gain = _differs(obs.swap[-1].accuracy, obs.swap[0].accuracy)
+        low = obs.knee_ratio is not None and obs.knee_ratio <= 0.3 and gain is not False  # no knee in noise
+        out["swap_cheap_low_knee"] = "{}: energy {:+.1%} from swap ratio {:g} to {:g}; accuracy {:+.3f}{}; knee {}".format(
             "shown" if cheap and low else "partly shown" if cheap or low else "not shown", obs.swap_energy_change,
             obs.swap[0].swap_ratio, obs.swap[-1].swap_ratio, obs.swap_accuracy_gain or 0.0,
+            "" if gain is None else " (beyond 2 standard errors)" if gain else " (within 2 standard errors)",
             "at {:g}".format(obs.knee_ratio) if obs.knee_ratio is not None else "none (accuracy does not rise)")
     return out

@@ -91,6 +91,7 @@ def plot(obs: Observations) -> bytes:
         ax.plot(budgets, [g.accuracy.mean for g in best_curve], "k--", linewidth=1, label="best split")
     ax.set_xscale("log")
     ax.set_xticks(budgets)
+    ax.set_xticks([], minor=True)
     ax.set_xticklabels([str(b) for b in budgets])
     ax.set_xlabel("memory budget (samples beyond the overhead, log scale)")
     ax.set_ylabel("final average accuracy")
@@ -117,9 +118,10 @@ def plot(obs: Observations) -> bytes:
     ax.set_ylabel("final average accuracy")
     ax.set_title(TITLES["swap_cheap_low_knee"], fontsize=10)
     for ax in (axes[0][0], axes[0][1], axes[1][0]):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2 if ax is axes[0][1] else -0.16), ncol=3,
-                      fontsize=8, frameon=False)
+        handles = ax.get_legend_handles_labels()[0]
+        if handles:
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2 if ax is axes[0][1] else -0.16),
+                      ncol=min(4, len(handles)), fontsize=8, frameon=False)
     fig.suptitle("{} sweep ({} seed(s); energy {} from {})".format(obs.dataset, obs.seeds, obs.energy_label,
                                                                  obs.energy_source), fontsize=11)
     fig.subplots_adjust(left=0.08, right=0.92, top=0.92, bottom=0.11, hspace=0.62, wspace=0.32)
