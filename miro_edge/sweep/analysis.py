@@ -122,7 +122,12 @@ def analyse(plan: Dict[str, Any], runs: Dict[str, Dict[str, Any]]) -> Observatio
     cells = plan["cells"]
     labels = sorted({str(r.get("energy_label")) for r in ok.values()})
     sources = sorted({str(r.get("energy_source")) for r in ok.values()})
-    obs = Observations(plan["workload"], str(plan["session"]["data"]["dataset"]), "/".join(labels) or "none",
+    session = plan["session"]
+    name = str(session["data"]["dataset"])
+    path = (session.get("data_options") or {}).get("path")
+    if path:
+        name = "{} ({})".format(name, str(path).rstrip("/").split("/")[-1])
+    obs = Observations(plan["workload"], name, "/".join(labels) or "none",
                        "/".join(sources) or "none", int(plan["overhead_bytes"]), int(plan["bytes_per_sample"]),
                        len(plan["sweep"]["seeds"]))
     obs.missing = len({c["key"] for c in cells if c["key"] not in runs})
@@ -224,7 +229,7 @@ def verdicts(obs: Observations) -> Dict[str, str]:
     if obs.swap_energy_change is None:
         out["swap_cheap_low_knee"] = "needs two or more swap ratios"
     else:
-        cheap = abs(obs.swap_energy_change) <= 0.05
+        cheap = obs.swap_energy_change <= 0.05  # "costs little": at most 5 % more (less is cheaper still)
         gain = _differs(obs.swap[-1].accuracy, obs.swap[0].accuracy)
         low = obs.knee_ratio is not None and obs.knee_ratio <= 0.3 and gain is not False  # no knee in noise
         out["swap_cheap_low_knee"] = "{}: energy {:+.1%} from swap ratio {:g} to {:g}; accuracy {:+.3f}{}; knee {}".format(

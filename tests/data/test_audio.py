@@ -172,6 +172,24 @@ def test_run_cli_on_an_audio_folder(tmp_path):
     start = next(e for e in events if e["kind"] == "session_start")
     assert start["config"]["data_options"]["n_mels"] == 24
     assert sum(e["kind"] == "task" for e in events) == 3
+    # the trained model, published, serves WAV clips through the live path's front end
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime (extra 'onnx') serves the published model")
+    from miro_edge.export.pipeline import export_checkpoint
+
+    ckpt = tmp_path / "run" / "checkpoints" / "task-002.pt"
+    onnx_path = export_checkpoint(ckpt, tmp_path / "export").onnx.path
+    reg = tmp_path / "reg"
+    pub = subprocess.run([sys.executable, "-m", "miro_edge", "publish", str(onnx_path), "--registry", str(reg),
+                          "--checkpoint", str(ckpt), "--metric", "val_accuracy=0.9"], capture_output=True, text=True)
+    assert pub.returncode == 0 and "published" in pub.stdout, pub.stderr
+    uri = "{}?n_mels=24&hop_length=320&layout=sequence".format(tmp_path / "tones")
+    live = subprocess.run([sys.executable, "-m", "miro_edge", "live", "--registry", str(reg), "--source", "wav",
+                           "--uri", uri, "--engine", "onnxruntime"], capture_output=True, text=True)
+    assert live.returncode == 0, live.stderr
+    assert "frames 36 in" in live.stdout and "version 1" in live.stdout
+    wrong = subprocess.run([sys.executable, "-m", "miro_edge", "live", "--registry", str(reg), "--source", "wav",
+                            "--uri", str(tmp_path / "tones"), "--engine", "onnxruntime"], capture_output=True, text=True)
+    assert wrong.returncode == 1 and "model takes" in wrong.stderr
 
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
