@@ -168,6 +168,22 @@ def read_runs(path: Path) -> Dict[str, Dict[str, Any]]:
     return out
 
 
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a half-written last line (a power cut mid-append) so the next record starts a line."""
+    import os
+    if not path.is_file():
+        return
+    with open(str(path), "rb+") as handle:
+        data = handle.read()
+        if not data or data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        logger.warning("%s: dropping a torn last line of %d bytes", path, len(data) - keep)
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 class _Appender:
     """The parent's single writer of ``runs.jsonl``: one fsynced line per finished run."""
 
@@ -175,6 +191,7 @@ class _Appender:
         import os
         self._os = os
         path.parent.mkdir(parents=True, exist_ok=True)
+        _drop_torn_tail(path)
         self._handle = open(str(path), "a")
 
     def append(self, record: Dict[str, Any]) -> None:
