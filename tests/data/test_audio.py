@@ -126,7 +126,7 @@ def test_live_wav_source_gives_the_training_features_and_onnx_matches(tmp_path):
     from miro_edge.export.onnx_export import export_onnx
     from miro_edge.export.parity import check_parity
     from miro_edge.infer.sources import make_source
-    from miro_edge.train.models import create_model
+    from miro_edge.model.architectures import create_model
 
     root = make_tone_folder(tmp_path / "tones", per_label=2)
     src = load_source("audio", path=str(root), layout="sequence", **FRONT)
