@@ -123,7 +123,7 @@ def run_point(session: Dict[str, Any], key: str, point: Point) -> Dict[str, Any]
             cfg = from_dict(SessionConfig, point_session(session, point, tmp))
             result = run_session(cfg, out_dir=tmp)
             source = next((e.get("energy_source") for e in read_events(Path(tmp) / "results.jsonl")
-                           if e.get("kind") == "task"), None)
+                           if e.get("kind") == "cycle"), None)
         em_before = [0] + [t.em_size for t in result.tasks[:-1]]  # EM during task t = EM after task t-1
         in_ram = [e + t.sb_size for e, t in zip(em_before, result.tasks)]
         record.update(status="ok", final_average_accuracy=result.final_average_accuracy,

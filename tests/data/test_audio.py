@@ -169,14 +169,14 @@ def test_run_cli_on_an_audio_folder(tmp_path):
     assert "miro-edge run: audio (1 classes/task), model cnn1d" in out.stdout
     assert "task  2" in out.stdout and "final average accuracy" in out.stdout
     events = [json.loads(l) for l in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
-    start = next(e for e in events if e["kind"] == "session_start")
-    assert start["config"]["data_options"]["n_mels"] == 24
     assert sum(e["kind"] == "task" for e in events) == 3
+    session = json.loads((tmp_path / "run" / "session.json").read_text())
+    assert session["config"]["data_options"]["n_mels"] == 24 and len(session["rows"]) == 3
     # the trained model, published, serves WAV clips through the live path's front end
     pytest.importorskip("onnxruntime", reason="ONNX Runtime (extra 'onnx') serves the published model")
     from miro_edge.export.pipeline import export_checkpoint
 
-    ckpt = tmp_path / "run" / "checkpoints" / "task-002.pt"
+    ckpt = tmp_path / "run" / "checkpoints" / "cycle-000002.pt"
     onnx_path = export_checkpoint(ckpt, tmp_path / "export").onnx.path
     reg = tmp_path / "reg"
     pub = subprocess.run([sys.executable, "-m", "miro_edge", "publish", str(onnx_path), "--registry", str(reg),
