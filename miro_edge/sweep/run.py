@@ -11,6 +11,7 @@ import copy
 import json
 import logging
 import multiprocessing
+import os
 import tempfile
 import time
 import traceback
@@ -170,7 +171,6 @@ def read_runs(path: Path) -> Dict[str, Dict[str, Any]]:
 
 def _drop_torn_tail(path: Path) -> None:
     """Cut a half-written last line (a power cut mid-append) so the next record starts a line."""
-    import os
     if not path.is_file():
         return
     with open(str(path), "rb+") as handle:
@@ -188,8 +188,6 @@ class _Appender:
     """The parent's single writer of ``runs.jsonl``: one fsynced line per finished run."""
 
     def __init__(self, path: Path) -> None:
-        import os
-        self._os = os
         path.parent.mkdir(parents=True, exist_ok=True)
         _drop_torn_tail(path)
         self._handle = open(str(path), "a")
@@ -197,7 +195,7 @@ class _Appender:
     def append(self, record: Dict[str, Any]) -> None:
         self._handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
         self._handle.flush()
-        self._os.fsync(self._handle.fileno())
+        os.fsync(self._handle.fileno())
 
     def close(self) -> None:
         self._handle.close()
