@@ -41,7 +41,7 @@ $(PY38_NOTORCH_DIR)/.installed-stamp: $(COMPAT_PINS) pyproject.toml | $(STAMP)
 
 py38-notorch: $(PY38_NOTORCH_DIR)/.installed-stamp
 
-.PHONY: venv install demo test test-faults lint bench compat py38-notorch clean
+.PHONY: venv install demo test test-faults lint bench compat py38-notorch clean keywords espeak-ng
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,17 @@ compat: $(COMPAT_STAMPS) $(PY38_NOTORCH)
 	  $(COMPAT_DIR)/torch-$$t/bin/python -c "import sys, torch; print(sys.version.split()[0], torch.__version__)" || exit 1; \
 	  nice -n 10 $(COMPAT_DIR)/torch-$$t/bin/python -m pytest $(COMPAT_PYTEST_ARGS) || exit 1; \
 	done
+
+# The keyword-spotting workload (configs/keywords.yaml): espeak-ng clips generated once into a cache.
+KEYWORDS_DIR ?= .cache/keywords
+espeak-ng:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then apt-get install -y espeak-ng; \
+	  elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then sudo apt-get install -y espeak-ng; \
+	  else echo "espeak-ng is missing: install the espeak-ng package of your distribution" >&2; exit 1; fi; }
+
+keywords: $(STAMP) espeak-ng
+	$(PY) tools/make_keywords.py --out $(KEYWORDS_DIR)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -34,7 +34,19 @@ WORKLOADS = {
     "chirps": {"data": {"dataset": "chirps", "classes_per_task": 2}, "data_options": {},
                "train": {"model": "cnn1d", "width": 16, "epochs": 20, "lr": 0.02, "threads": 1},
                "shape": (3, 64), "classes": 8, "set_aside": True},
+    # espeak-ng command words (`make keywords`), 32 log-mel bands x 51 frames per 1 s clip
+    "keywords": {"data": {"dataset": "audio", "classes_per_task": 2},
+                 "data_options": {"path": str(ROOT / ".cache" / "keywords"), "n_mels": 32, "hop_length": 320,
+                                  "layout": "sequence"},
+                 "train": {"model": "cnn1d", "width": 16, "epochs": 20, "lr": 0.02, "threads": 1},
+                 "shape": (32, 51), "classes": 10},
 }
+
+
+def available(name: str) -> bool:
+    """False for a workload whose generated data is missing (keywords before `make keywords`)."""
+    path = WORKLOADS[name]["data_options"].get("path")
+    return path is None or Path(str(path)).exists()
 
 
 def session_raw(workload: dict, seed: int, memory: dict, **sections: object) -> dict:

@@ -27,7 +27,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from _common import WORKLOADS, parser, result, session_raw
+from _common import WORKLOADS, available, parser, result, session_raw
 
 from miro_edge.config import from_dict
 from miro_edge.controller import bytes_per_sample, measure_overhead_bytes
@@ -40,7 +40,8 @@ from miro_edge.model.architectures import create_model
 DATASETS = {"digits": dict(WORKLOADS["digits"], room_samples=600),
             "basic_motions": dict(WORKLOADS["basic_motions"], room_samples=300),
             "glyphs": dict(WORKLOADS["glyphs"], room_samples=800),
-            "chirps": dict(WORKLOADS["chirps"], room_samples=600)}
+            "chirps": dict(WORKLOADS["chirps"], room_samples=600),
+            "keywords": dict(WORKLOADS["keywords"], room_samples=400)}
 CONTROLLER = {"data_ratio": 0.12, "trial_epochs": 2, "warm_start_epochs": 1, "val_per_class": 20,
               "grid": {"em_steps": 3, "sb_steps": 2, "min_em_per_class": 10, "min_sb_size": 64},
               "scorer": {"name": "cost_effective", "cutline": 0.5, "cut": "standard_error", "se_z": 2.0}}
@@ -161,6 +162,9 @@ def main() -> None:
     p.add_argument("--workloads", default=",".join(DATASETS), help="comma-separated subset of " + ", ".join(DATASETS))
     args = p.parse_args()
     names = [n for n in args.workloads.split(",") if n]
+    for name in [n for n in names if n in DATASETS and not available(n)]:
+        print("{} skipped: no data here (run `make keywords`)".format(name))
+        names.remove(name)
     unknown = sorted(set(names) - set(DATASETS))
     if unknown:
         p.error("unknown workloads {}; choose from {}".format(unknown, ", ".join(DATASETS)))

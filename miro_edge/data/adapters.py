@@ -81,3 +81,6 @@ def from_torch_dataset(dataset: Any, name: str = "torch_dataset", limit: Optiona
     if len(shapes) != 1:
         raise InputError("dataset {}: samples have differing shapes {}".format(name, sorted(shapes)[:3]))
     return ArraySource(name, np.stack(xs), np.asarray(ys, dtype=np.int64))
+
+
+from miro_edge.data import audio as _audio  # noqa: E402,F401  (registers the ``audio`` adapter)

@@ -104,7 +104,7 @@ class Integrator:
 
     def result(self, t1_s: float, name: str, source: str, label: str,
                total_rail: Optional[str], sample_passes: int = 0, bytes_read: int = 0,
-               complete: bool = True) -> WindowResult:
+               complete: bool = True, flops: float = 0.0) -> WindowResult:
         """The integral over ``[t0, t1]``; does not change the integrator."""
         energy = self.energy_j
         rails = dict(self.rails_j)
@@ -136,7 +136,7 @@ class Integrator:
             mean_w=energy / duration if duration > 0 else 0.0, peak_w=peak,
             sample_count=self.count, rails=rail_results, total_rail=total_rail,
             start_s=self.t0_s, end_s=t1_s, sample_passes=sample_passes,
-            bytes_read=bytes_read, complete=complete)
+            bytes_read=bytes_read, complete=complete, flops=flops)
 
 
 def integrate(samples: List[PowerSample], t0_s: float, t1_s: float, source: str = "samples",

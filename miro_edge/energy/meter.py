@@ -318,12 +318,12 @@ class PowerMeter:
             self._windows.remove(w)
             w._finish(t1, self.work_done())
 
-    def add_work(self, sample_passes: int = 0, bytes_read: int = 0) -> None:
+    def add_work(self, sample_passes: int = 0, bytes_read: int = 0, flops: float = 0.0) -> None:
         """Report training work (see :class:`~miro_edge.energy.work.WorkCounter`)."""
-        self.work.add(sample_passes, bytes_read)
+        self.work.add(sample_passes, bytes_read, flops)
 
-    def work_done(self) -> Tuple[int, int]:
-        """Cumulative ``(sample_passes, bytes_read)`` reported since the meter was created."""
+    def work_done(self) -> Tuple[int, int, float]:
+        """Cumulative ``(sample_passes, bytes_read, flops)`` reported since the meter was created."""
         return self.work.done()
 
     def __repr__(self) -> str:

@@ -90,7 +90,7 @@ class WindowResult:
     ``energy_j`` is the board total: the ``total_rail`` (``VDD_IN``) where the source has one,
     else the documented sum of the source's non-overlapping rails. ``label`` is ``measured`` or
     ``estimated``; ``source`` names the backend. ``complete`` is False for a partial result
-    kept after a sensor loss. ``sample_passes``/``bytes_read`` are the work reported through
+    kept after a sensor loss. ``sample_passes``/``bytes_read``/``flops`` are the work reported through
     :meth:`PowerMeter.add_work` during the window (used by :func:`~miro_edge.energy.model.calibrate`).
     """
 
@@ -109,6 +109,7 @@ class WindowResult:
     sample_passes: int = 0
     bytes_read: int = 0
     complete: bool = True
+    flops: float = 0.0
 
     @property
     def measured(self) -> bool:
@@ -132,7 +133,7 @@ class WindowResult:
             "energy_j": self.energy_j, "duration_s": self.duration_s, "mean_w": self.mean_w,
             "peak_w": self.peak_w, "sample_count": self.sample_count,
             "total_rail": self.total_rail, "complete": self.complete,
-            "sample_passes": self.sample_passes, "bytes_read": self.bytes_read,
+            "sample_passes": self.sample_passes, "bytes_read": self.bytes_read, "flops": self.flops,
             "rails": {name: {"energy_j": r.energy_j, "mean_w": r.mean_w, "peak_w": r.peak_w}
                       for name, r in sorted(self.rails.items())},
         }

@@ -28,11 +28,11 @@ class Window:
         self.error = None  # type: Optional[SensorLostError]
         self._integrator = None  # type: Optional[Integrator]
         self._result = None  # type: Optional[WindowResult]
-        self._work_start = (0, 0)
+        self._work_start = (0, 0, 0.0)  # type: Tuple[int, int, float]
         self.running = False
 
     # called by the meter under its lock
-    def _begin(self, t0_s: float, anchor: Optional[PowerSample], work: Tuple[int, int]) -> None:
+    def _begin(self, t0_s: float, anchor: Optional[PowerSample], work: Tuple[int, int, float]) -> None:
         self._integrator = Integrator(t0_s)
         if anchor is not None:
             self._integrator.add(anchor)
@@ -46,18 +46,18 @@ class Window:
         self._integrator.add(sample)
         self.samples.append(sample)
 
-    def _finish(self, t1_s: float, work: Tuple[int, int], complete: bool = True) -> WindowResult:
+    def _finish(self, t1_s: float, work: Tuple[int, int, float], complete: bool = True) -> WindowResult:
         assert self._integrator is not None
         self.running = False
         result = self._integrator.result(
             t1_s, self.name, self.meter.source, self.meter.label, self.meter.total_rail,
             sample_passes=work[0] - self._work_start[0], bytes_read=work[1] - self._work_start[1],
-            complete=complete)
+            complete=complete, flops=work[2] - self._work_start[2])
         if complete:
             self._result = result
         return result
 
-    def _fail(self, cause: BaseException, work: Tuple[int, int]) -> None:
+    def _fail(self, cause: BaseException, work: Tuple[int, int, float]) -> None:
         integ = self._integrator
         partial = None
         if integ is not None and integ.count > 0:

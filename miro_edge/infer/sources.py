@@ -6,6 +6,7 @@ arrive at (None: read on demand, e.g. a camera that paces itself or a file repla
 possible). Sources are registered by name in ``SOURCES``.
 """
 import csv
+import importlib
 import logging
 import socket
 from collections import deque
@@ -346,8 +347,15 @@ class NpzSource(FrameSource):
         self._x = self._y = None
 
 
+# Sources in their own module, imported only when asked for: the wav source needs torch for the
+# audio front end, and the live path on an ONNX model must not load torch for the others.
+LAZY_SOURCES = {"wav": "miro_edge.infer.audio_source"}
+
+
 def make_source(kind: str, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> FrameSource:
     """A registered source by name, configured from a uri (see each class's ``from_uri``)."""
+    if kind in LAZY_SOURCES and kind not in SOURCES.names():
+        importlib.import_module(LAZY_SOURCES[kind])  # registers it
     return SOURCES.get(kind).from_uri(uri, input_shape, fps)  # type: ignore[attr-defined]
 
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
 import numpy as np
 from torch import nn
 
+from miro_edge.train.flops import FlopCache
+
 if TYPE_CHECKING:  # pragma: no cover
     from miro_edge.memory.em import EpisodicMemory
     from miro_edge.memory.sb import StreamBuffer
@@ -78,13 +80,17 @@ class SwapCallback(TrainCallback):
 
 
 class WorkCounterCallback(TrainCallback):
-    """Reports sample-passes to an energy model hook (``add_work(sample_passes=n)``)."""
+    """Reports sample-passes and their training FLOPs (counted once per model,
+    :mod:`miro_edge.train.flops`) to an energy hook (``add_work(sample_passes=n, flops=f)``)."""
 
     def __init__(self, add_work: Callable[..., None]) -> None:
         self.add_work = add_work
+        self._flops = FlopCache()
 
     def after_batch(self, ctx: TaskContext, batch: BatchInfo) -> None:
-        self.add_work(sample_passes=batch.n_samples)
+        shape = getattr(ctx.model, "input_shape", None) or ctx.sb.sample_shape
+        per_sample = self._flops.train_flops(ctx.model, shape)
+        self.add_work(sample_passes=batch.n_samples, flops=per_sample * batch.n_samples)
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ def test_add_work_is_thread_safe():
         t.start()
     for t in threads:
         t.join()
-    assert meter.work_done() == (8000, 24000)
+    assert meter.work_done() == (8000, 24000, 0.0)
     with pytest.raises(InputError):
         meter.add_work(sample_passes=-1)
 

@@ -3,12 +3,13 @@ from typing import Optional
 
 import click
 
-SOURCE_NAMES = ["synthetic", "video", "imu-csv", "imu-socket"]
+SOURCE_NAMES = ["synthetic", "video", "imu-csv", "imu-socket", "wav"]
 
 
 @click.command(help="Serve the registry's current version on a source; new versions published while it runs "
                     "are hot-swapped in. Sources: synthetic (--uri N frames), video (--uri camera index or "
-                    "file; extra 'video'), imu-csv (--uri FILE), imu-socket (--uri HOST:PORT).")
+                    "file; extra 'video'), imu-csv (--uri FILE), imu-socket (--uri HOST:PORT), wav (--uri "
+                    "CLIP|FOLDER|CSV[?front-end options of the run, e.g. n_mels=32&hop_length=320&layout=sequence]).")
 @click.option("--registry", "registry_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="registry directory")
 @click.option("--source", default="synthetic", show_default=True, type=click.Choice(SOURCE_NAMES))
