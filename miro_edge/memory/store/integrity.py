@@ -10,10 +10,12 @@ backend keeps itself (``backend:`` prefix) are checked by that backend.
 """
 import json
 import zlib
-from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from miro_edge.errors import StoreError
 from miro_edge.memory.store.backends.base import BACKEND_INFO_PREFIX, SPLITS, ReadTxn, WriteTxn
+from miro_edge.memory.store.layout import check_format, layout_nbytes, parse_layout
 
 META_CRC = "meta_crc"
 SEALED = "sealed"  # "1" once a store has been sealed: a seal that goes missing afterwards is damage
@@ -76,6 +78,25 @@ def metadata_problems(txn: ReadTxn, info: Mapping[str, str], nbytes: Optional[in
             problems.append("the layout says {}-byte samples but the records hold {} bytes".format(
                 nbytes, len(first[0].payload)))
     return problems
+
+
+def checked_layout(txn: ReadTxn, info: Mapping[str, str], backend: Any, path: Path) -> Optional[Tuple[tuple, Any]]:
+    """What an open checks: format version, layout, seals and the cross-checks above, and the
+    backend's own (``StoreBackend.problems``). Returns the layout (None before the first
+    ingest); raises ``StoreMetadataError`` naming every problem found and the fix."""
+    problems = []  # type: List[str]
+    try:
+        layout = parse_layout(info)
+    except (ValueError, TypeError, KeyError) as exc:
+        layout = None
+        problems.append("its layout entries cannot be read ({!r})".format(exc))
+    problems.extend(metadata_problems(txn, info, None if layout is None else layout_nbytes(*layout)))
+    if not any("checksum" in p for p in problems):  # a damaged seal says more than the fields it covers
+        check_format(info, path)
+    problems.extend(backend.problems())
+    if problems:
+        raise damaged_error(path, problems)
+    return layout
 
 
 def damaged_error(path: object, problems: List[str]) -> StoreMetadataError:

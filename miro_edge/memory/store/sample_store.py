@@ -27,19 +27,18 @@ import numpy as np
 
 from miro_edge.errors import ConfigError, CorruptRecordError, InputError, StoreError, StoreFullError
 from miro_edge.memory.store import backends  # noqa: F401  (importing it registers every backend)
-from miro_edge.memory.store.backends.base import STORE_BACKENDS, RawRecord, StoreBackend, WriteTxn, detect_backend
+from miro_edge.memory.store.backends.base import STORE_BACKENDS, RawRecord, StoreBackend, detect_backend
 from miro_edge.memory.store.config import DEFAULT_BACKEND, StoreConfig
 from miro_edge.memory.store.decode import decode_many
 from miro_edge.memory.store.draw import distinct_ints, draw_once
 from miro_edge.memory.store.errors import RecordNotFoundError
-from miro_edge.memory.store.eviction import count_off, make_room, remove_ords
-from miro_edge.memory.store.integrity import (TASK_COUNTS, StoreSummary, damaged_error, metadata_problems, seal,
-                                              summarize, task_counts, task_counts_info)
-from miro_edge.memory.store.layout import (FORMAT_VERSION, check_format, layout_info, layout_nbytes, new_info,
-                                           parse_layout)
-from miro_edge.memory.store.records import (INT64_MAX, INT64_MIN, as_int, as_ints, check_dtype, checksum,
-                                            record_fields, sample_payloads, split_code)
-from miro_edge.memory.store.verify import VerifyReport, record_tallies, verify_records
+from miro_edge.memory.store.eviction import make_room
+from miro_edge.memory.store.integrity import StoreSummary, checked_layout, seal, summarize
+from miro_edge.memory.store.layout import FORMAT_VERSION, layout_info, layout_nbytes, new_info, parse_layout
+from miro_edge.memory.store.records import (INT64_MAX, INT64_MIN, as_int, as_ints, check_dtype, record_fields,
+                                            sample_payloads, split_code)
+from miro_edge.memory.store.verify import VerifyReport, verify_records
+from miro_edge.memory.store.writes import append_records, delete_records
 from miro_edge.memory.types import StoredSample
 
 logger = logging.getLogger(__name__)
@@ -165,19 +164,7 @@ class SampleStore:
             self._check_metadata(txn, info)
 
     def _check_metadata(self, txn: Any, info: Mapping[str, str]) -> None:
-        """Format version, layout and the cheap integrity checks; raise naming the damage and the fix."""
-        problems = []  # type: List[str]
-        try:
-            layout = parse_layout(info)
-        except (ValueError, TypeError, KeyError) as exc:
-            layout = None
-            problems.append("its layout entries cannot be read ({!r})".format(exc))
-        problems.extend(metadata_problems(txn, info, None if layout is None else layout_nbytes(*layout)))
-        if not any("checksum" in p for p in problems):  # a damaged seal says more than the fields it covers
-            check_format(info, self.path)
-        problems.extend(self._backend.problems())
-        if problems:
-            raise damaged_error(self.path, problems)
+        layout = checked_layout(txn, info, self._backend, self.path)
         if layout is not None:
             self._set_layout(*layout)
 
@@ -247,33 +234,10 @@ class SampleStore:
                                          .format(self.path, theirs[0], theirs[1], shape, dtype))
                 elif new_layout:
                     txn.put_info(layout_info(shape, dtype))
-                first = int(info["next_id"])
-                top = txn.max_record_id()
-                if top is not None and first <= top:  # a damaged next id would reuse ids (and fail on UNIQUE)
-                    raise damaged_error(self.path, ["next_id says {} but record {} exists".format(first, top)])
-                data_bytes = int(info["data_bytes"])
-                tally = self._task_tally(txn, info)
-                evicted, freed = make_room(txn, self.quota_samples, self.quota_bytes, self._rng, labs, codes,
-                                           batch_bytes, data_bytes, self.path, tally)
-                counts = {}  # type: Dict[Tuple[int, int], int]
-                rows = []
-                for i in range(n):
-                    key = (codes[i], labs[i])
-                    if key not in counts:
-                        counts[key] = txn.count(*key)
-                    rid = first + i
-                    rows.append(RawRecord(rid, codes[i], labs[i], counts[key], task,
-                                          checksum(rid, labs[i], task, codes[i], metas_b[i], payloads[i]),
-                                          metas_b[i], payloads[i]))
-                    counts[key] += 1
-                txn.put_records(rows)
-                for key, count in counts.items():
-                    txn.set_count(key[0], key[1], count)
-                for code in set(codes):
-                    tally[(task, code)] = tally.get((task, code), 0) + codes.count(code)
-                txn.put_info(dict(task_counts_info(tally), next_id=str(first + n),
-                                  data_bytes=str(data_bytes - freed + batch_bytes)))
-                seal(txn)
+                first, evicted, freed = append_records(
+                    txn, info, payloads, labs, codes, metas_b, task, batch_bytes, self.path,
+                    lambda tally: make_room(txn, self.quota_samples, self.quota_bytes, self._rng, labs, codes,
+                                            batch_bytes, int(info["data_bytes"]), self.path, tally))
             if new_layout:
                 self._set_layout(shape, dtype)
         with self._stats_lock:
@@ -294,28 +258,7 @@ class SampleStore:
         if not ids:
             return 0
         with self._lock, self._backend.write() as txn:
-            groups = {}  # type: Dict[Tuple[int, int], List[int]]
-            for raw in txn.records(ids):
-                if raw is not None:
-                    groups.setdefault((raw.split, raw.label), []).append(raw.ord)
-            freed = removed = 0
-            info = txn.info()
-            tally = self._task_tally(txn, info)
-            for key, ords in groups.items():
-                gone = remove_ords(txn, key, txn.count(*key), ords, self.path)
-                freed += sum(r.nbytes for r in gone)
-                removed += len(gone)
-                count_off(tally, gone)
-            txn.put_info(dict(task_counts_info(tally), data_bytes=str(int(info["data_bytes"]) - freed)))
-            seal(txn)
-        return removed
-
-    @staticmethod
-    def _task_tally(txn: WriteTxn, info: Mapping[str, str]) -> Dict[Tuple[int, int], int]:
-        """(task id, split) -> records; a store written before these counts existed is counted once."""
-        if TASK_COUNTS in info or int(info.get("next_id", "0")) == 0:
-            return task_counts(info)
-        return record_tallies(txn)[1]
+            return delete_records(txn, ids, self.path)
 
     # ---------------------------------------------------------------- reads
     def class_counts(self, split: str = "train") -> Dict[int, int]:

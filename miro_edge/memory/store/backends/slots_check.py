@@ -23,7 +23,20 @@ def slot_file_crc(layout: int, gen: int, slot_count: int, payload_bytes: Optiona
 
 
 def slot_file_problems(conn: sqlite3.Connection, slots_path: Path, fd: int, deep: bool) -> List[str]:
-    """What is wrong with the slot-file metadata (empty: nothing found). Cheap unless ``deep``."""
+    """What is wrong with the slot-file metadata (empty: nothing found). Cheap unless ``deep``.
+
+    All from one snapshot (a writer may commit meanwhile; the file only grows past what a
+    snapshot references)."""
+    if conn.in_transaction:
+        return _problems(conn, slots_path, fd, deep)
+    conn.execute("BEGIN")
+    try:
+        return _problems(conn, slots_path, fd, deep)
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def _problems(conn: sqlite3.Connection, slots_path: Path, fd: int, deep: bool) -> List[str]:
     problems = []  # type: List[str]
     layout, gen, slot_count, payload_bytes, stride = conn.execute(
         "SELECT layout, gen, slot_count, payload_bytes, stride FROM slot_file").fetchone()
