@@ -77,11 +77,16 @@ class Inbox:
         elif not name.endswith(SUFFIX) or "/" in name or name.startswith("."):
             raise InputError("inbox batch name {!r} must be a plain file name ending in {}".format(name, SUFFIX))
         tmp = self.path / ".{}.{}.tmp".format(name, os.getpid())
-        with open(str(tmp), "wb") as handle:
-            np.savez(handle, x=np.ascontiguousarray(x, dtype=np.float32),
-                     labels=np.array(json.dumps(list(labels))), source=np.array(source))
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(str(tmp), "wb") as handle:
+                np.savez(handle, x=np.ascontiguousarray(x, dtype=np.float32),
+                         labels=np.array(json.dumps(list(labels))), source=np.array(source))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:  # a full disk: nothing queued; say which file (the CLI prints one line)
+            if tmp.exists():
+                tmp.unlink()
+            raise OSError(exc.errno, exc.strerror or str(exc), str(self.path / name)) from exc
         os.rename(str(tmp), str(self.path / name))
         fsync_dir(self.path)
         return name
