@@ -15,6 +15,7 @@ only on a torch whose weights-only path cannot read floats, i.e. 1.13.x, a froze
 import functools
 import io
 import pickle
+import warnings
 from typing import IO, Any, Union
 
 
@@ -61,9 +62,13 @@ def load_weights_only(f: Union[str, IO[bytes]], map_location: Any = "cpu") -> An
     """``torch.load`` that never runs pickled code, on torch 1.13 as on today's releases."""
     import torch
 
-    if weights_only_reads_floats():
-        return torch.load(f, map_location=map_location, weights_only=True)
-    return load_with_allowlist(f, map_location)
+    with warnings.catch_warnings():
+        # torch 2.0-2.2 warn "TypedStorage is deprecated" from inside their own loader: nothing a
+        # user can act on, and it would break the CLI's one-line errors on the Xavier NX's torch.
+        warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
+        if weights_only_reads_floats():
+            return torch.load(f, map_location=map_location, weights_only=True)
+        return load_with_allowlist(f, map_location)
 
 
 def load_with_allowlist(f: Union[str, IO[bytes]], map_location: Any = "cpu") -> Any:
