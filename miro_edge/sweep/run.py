@@ -87,7 +87,7 @@ def _workload_view(session: Dict[str, Any]) -> Dict[str, Any]:
 
 def make_plan(cfg: SweepConfig, config_dir: Path = Path(".")) -> SweepPlan:
     """Resolve the session config, measure the memory the budgets are counted in, key every point."""
-    from miro_edge.controller.profiler import bytes_per_sample, measure_overhead_bytes
+    from miro_edge.controller.footprint import bytes_per_sample, measure_overhead_bytes
     from miro_edge.data.sources import load_source
     from miro_edge.model.architectures import create_model
 

@@ -308,7 +308,7 @@ def test_two_runs_on_one_out_dir_never_both_write(tmp_path):
     """The second `miro-edge run` on a directory in use fails at once naming the holder; the store
     holds each task once."""
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("data: {dataset: digits, classes_per_task: 5}\ntrain: {width: 8, epochs: 8, threads: 1}\n"
+    cfg.write_text("data: {dataset: digits, classes_per_task: 5}\ntrain: {width: 8, epochs: 30, threads: 1}\n"
                    "memory: {em_size: 20}\n")
     cmd = [sys.executable, "-m", "miro_edge", "run", "--config", str(cfg), "--out", str(tmp_path / "run")]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -318,7 +318,8 @@ def test_two_runs_on_one_out_dir_never_both_write(tmp_path):
         assert time.monotonic() < deadline and first.poll() is None
         time.sleep(0.02)
     second = subprocess.run(cmd, capture_output=True, text=True)
-    first.communicate(timeout=300)
+    assert first.poll() is None, "the first run ended before the second one tried: the test proves nothing"
+    first.communicate(timeout=600)
     assert first.returncode == 0
     assert second.returncode == 1 and "in use by another writer (pid {} (run))".format(first.pid) in second.stderr
     status = json.loads(subprocess.run([sys.executable, "-m", "miro_edge", "status", str(tmp_path / "run"),
