@@ -82,6 +82,7 @@ class UpdateCycle:
         self._learner = None  # type: Any
         self._recorder = None  # type: Optional[Recorder]
         self.accept_store_loss = False
+        self._val = None  # type: Optional[Tuple[int, np.ndarray, np.ndarray]]
         ws._stack.callback(self.close)
 
     # -- resources, opened on first use --------------------------------------------------------------
@@ -118,7 +119,7 @@ class UpdateCycle:
         cyc = self.ws.state.cycle
         if not expected or (cyc is not None and cyc.get("drain") and not cyc["drain"].get("committed")):
             return  # nothing recorded yet, or a drain whose commit is being checked by the drain step
-        got = _counts(self.store_unchecked)
+        got = _counts(self._store)
         if got == expected:
             return
         lost = []
@@ -137,10 +138,6 @@ class UpdateCycle:
                          "from a backup, or accept the loss with `miro-edge update {} --accept-store-loss` (lost "
                          "samples are not learnt again)".format("; ".join(lost[:6]) + (" ..." if len(lost) > 6 else ""),
                                                                 self.root / "store", self.root))
-
-    @property
-    def store_unchecked(self) -> Any:
-        return self._store
 
     @property
     def meter(self) -> Any:
@@ -190,7 +187,7 @@ class UpdateCycle:
     def run(self, progress: Callable[[str], None], stop: Optional[Callable[[], bool]] = None,
             gate: Any = None) -> Optional[CycleResult]:
         state = self.ws.state
-        self.store  # opened and checked against state.json before anything is written  # noqa: B018
+        _ = self.store  # opened and checked against state.json before anything is written
         resumed = state.cycle["step"] if state.cycle is not None else None
         if state.cycle is None:
             names = self.ws.inbox.names()
@@ -297,7 +294,10 @@ class UpdateCycle:
         return x, np.array([s.label for s in got], dtype=np.int64)
 
     def validation_set(self, number: int) -> Tuple[np.ndarray, np.ndarray]:
-        """The store's held-out slice, up to ``VAL_PER_CLASS`` per class (a seeded choice)."""
+        """The store's held-out slice, up to ``VAL_PER_CLASS`` per class (a seeded choice); read once
+        per cycle (validate, export's parity samples and the canary use the same samples)."""
+        if self._val is not None and self._val[0] == number:
+            return self._val[1], self._val[2]
         rng = np.random.default_rng([self.config.train.seed, number, 0x7A1])
         xs, ys = [], []
         for label, count in sorted(self.store.class_counts("val").items()):
@@ -306,8 +306,9 @@ class UpdateCycle:
                 xs.append(s.x)
                 ys.append(s.label)
         shape = tuple(self.ws.state.data["input_shape"])
-        return (np.stack(xs).astype(np.float32) if xs else np.zeros((0,) + shape, np.float32),
-                np.array(ys, dtype=np.int64))
+        x = np.stack(xs).astype(np.float32) if xs else np.zeros((0,) + shape, np.float32)
+        self._val = (number, x, np.array(ys, dtype=np.int64))
+        return self._val[1], self._val[2]
 
     def _train(self, number: int, progress: Callable[[str], None], stop: Any, gate: Any) -> Tuple[Dict[str, Any], str]:
         from miro_edge.model.checkpoint import save_checkpoint
