@@ -81,4 +81,4 @@ def timed(fn: Callable[[], object], repeats: int) -> List[float]:
 def result(name: str, value: float, fmt: Optional[str] = None) -> None:
     """Print the machine-readable line; call once per metric at the end of the run."""
     text = format(value, fmt) if fmt else repr(float(value)) if isinstance(value, float) else str(value)
-    print("RESULT {} {}".format(name, text), flush=True)
+    print(f"RESULT {name} {text}", flush=True)

@@ -26,16 +26,15 @@ import tempfile
 from typing import Dict, List, Tuple
 
 import numpy as np
-
 from _common import WORKLOADS, available, parser, result, session_raw
 
 from miro_edge.config import from_dict
 from miro_edge.controller import bytes_per_sample, measure_overhead_bytes
-from miro_edge.controller.scorer import ScorerConfig, Trial, create_scorer
 from miro_edge.controller.grid import Candidate
+from miro_edge.controller.scorer import ScorerConfig, Trial, create_scorer
+from miro_edge.model.architectures import create_model
 from miro_edge.recorder import read_events
 from miro_edge.session import SessionConfig, run_session
-from miro_edge.model.architectures import create_model
 
 DATASETS = {"digits": dict(WORKLOADS["digits"], room_samples=600),
             "basic_motions": dict(WORKLOADS["basic_motions"], room_samples=300),
@@ -92,18 +91,18 @@ def choices(events: List[dict]) -> str:
 def evaluate(name: str, ds: dict, seeds: List[int], epochs: int, scorer) -> Dict[str, float]:
     budget = budget_mb(ds)
     ctl = dict(CONTROLLER, enabled=True, memory_budget_mb=budget)
-    rows = {}  # type: Dict[str, List[Row]]
-    per_task = []  # type: List[str]
+    rows: Dict[str, List[Row]] = {}
+    per_task: List[str] = []
     label = "estimated"
 
     def add(key: str, out: Tuple[float, float, float, List[dict]]) -> None:
         rows.setdefault(key, []).append(out[:3])
 
-    grid = []  # type: List[Tuple[int, int]]
+    grid: List[Tuple[int, int]] = []
     for seed in seeds:
         out = run(ds, seed, {"em_size": 50}, ctl, epochs)
         add("controller", out)
-        per_task.append("seed {}: {}".format(seed, choices(out[3])))
+        per_task.append(f"seed {seed}: {choices(out[3])}")
         if not grid:  # the first seed's last grid: the same fixed configs for every seed
             last = max(e["task_id"] for e in out[3] if e["kind"] == "trial")
             grid = sorted({(e["em_size"], e["sb_size"]) for e in out[3]
@@ -111,11 +110,11 @@ def evaluate(name: str, ds: dict, seeds: List[int], epochs: int, scorer) -> Dict
         label = [e["energy_label"] for e in out[3] if e["kind"] == "task"][-1]
         maxfit = run(ds, seed, {"em_size": 50}, dict(ctl, policy="max_fit"), epochs)
         add("max_fit", maxfit)
-        per_task.append("seed {} max-fit: {}".format(seed, choices(maxfit[3])))
+        per_task.append(f"seed {seed} max-fit: {choices(maxfit[3])}")
         add("all_in_ram", run(ds, seed, {"em_size": None, "sb_size": None}, {"enabled": False}, epochs))
         add("no_replay", run(ds, seed, {"em_size": 0}, {"enabled": False}, epochs))
         for em, sb in grid:
-            add("fixed em{} sb{}".format(em, sb), run(ds, seed, {"em_size": em, "sb_size": sb}, {"enabled": False}, epochs))
+            add(f"fixed em{em} sb{sb}", run(ds, seed, {"em_size": em, "sb_size": sb}, {"enabled": False}, epochs))
     mean = {k: tuple(float(np.mean([r[i] for r in v])) for i in range(3)) for k, v in rows.items()}
     fixed = [k for k in mean if k.startswith("fixed")]
     trials = [Trial(Candidate(i, 0, 0), mean[k][0], mean[k][1] + mean[k][2], label, None)
@@ -137,9 +136,7 @@ def evaluate(name: str, ds: dict, seeds: List[int], epochs: int, scorer) -> Dict
         acc, train_j, prof_j = mean[key]
         tag = key + (" (oracle)" if key == oracle else "") + (" (best acc/J)" if key == cheapest else "") + \
             (" (dominates)" if key in dominated else "")
-        print("  {:<24} {:>9.3f} {:>7.3f} {:>12.1f} {:>12.3f} {:>10.1f}".format(
-            tag, acc, float(np.std([r[0] for r in rows[key]])), train_j + prof_j, 1000 * ce(key),
-            100 * prof_j / (train_j + prof_j)))
+        print(f"  {tag:<24} {acc:>9.3f} {float(np.std([r[0] for r in rows[key]])):>7.3f} {train_j + prof_j:>12.1f} {1000 * ce(key):>12.3f} {100 * prof_j / (train_j + prof_j):>10.1f}")
     print("  controller per-task EM/SB: " + "; ".join(per_task))
     metrics = {"ce_vs_oracle": ce("controller") / ce(oracle),
                "acc_gap_vs_oracle": mean[oracle][0] - mean["controller"][0],
@@ -150,7 +147,7 @@ def evaluate(name: str, ds: dict, seeds: List[int], epochs: int, scorer) -> Dict
     print("  {} controller accuracy std over seeds {:.3f}; ce_vs_best_fixed_acc_per_j {:.4f} (not a target)".format(
         name, spread, ce("controller") / ce(cheapest)))
     for key, value in metrics.items():
-        print("  {} {} {:.4f}".format(name, key, value))
+        print(f"  {name} {key} {value:.4f}")
     return metrics
 
 
@@ -163,7 +160,7 @@ def main() -> None:
     args = p.parse_args()
     names = [n for n in args.workloads.split(",") if n]
     for name in [n for n in names if n in DATASETS and not available(n)]:
-        print("{} skipped: no data here (run `make keywords`)".format(name))
+        print(f"{name} skipped: no data here (run `make keywords`)")
         names.remove(name)
     unknown = sorted(set(names) - set(DATASETS))
     if unknown:
@@ -175,8 +172,8 @@ def main() -> None:
     # The process's first training pays torch's one-time set-up (about 1 s here, ~10 J in the
     # calibrated model): spend it on an untimed run so that no compared run carries it.
     run(DATASETS["basic_motions"], 0, {"em_size": 0, "sb_size": 64}, {"enabled": False}, 1)
-    worst = {}  # type: Dict[str, float]
-    aside = {}  # type: Dict[str, Dict[str, float]]
+    worst: Dict[str, float] = {}
+    aside: Dict[str, Dict[str, float]] = {}
     for name in names:
         metrics = evaluate(name, DATASETS[name], seeds, epochs, scorer)
         if DATASETS[name].get("set_aside"):
@@ -190,7 +187,7 @@ def main() -> None:
         ", ".join(shipped)))
     for name, metrics in aside.items():
         for key, value in metrics.items():
-            result("{}_{}".format(name, key), round(float(value), 4))
+            result(f"{name}_{key}", round(float(value), 4))
     for key, value in worst.items():
         result(key, round(float(value), 4))
 

@@ -16,7 +16,6 @@ import tempfile
 import time
 
 import numpy as np
-
 from _common import WORKLOADS, parser, result, session_raw
 
 from miro_edge.config import from_dict
@@ -31,7 +30,7 @@ def setups(per_class_sizes: list) -> dict:
     """no replay, then plain replay and HEM for each EM size (samples per class), then the ceiling."""
     out = {"no_replay": {"em_size": 0, "swap": {"swap_ratio": 0.0}}}
     for i, per in enumerate(per_class_sizes):
-        tag = "em" if i == 0 else "em{}".format(per)
+        tag = "em" if i == 0 else f"em{per}"
         out[tag + "_swap0"] = {"em_per_class": per, "swap": {"swap_ratio": 0.0}}
         out[tag + "_swap1"] = {"em_per_class": per, "swap": {"swap_ratio": 1.0}}
     out["all_in_ram"] = {"em_size": None, "swap": {"swap_ratio": 0.0}}
@@ -56,7 +55,7 @@ def main() -> None:
         n for n, ds in DATASETS.items() if args.set_aside or not ds.get("set_aside")]
     for name in names:
         ds = DATASETS[name]
-        print("\n{} (seeds {}):".format(name, seeds))
+        print(f"\n{name} (seeds {seeds}):")
         means = {}
         for setup_name, setup in setups(ds["em_per_class"]).items():
             accs, secs = [], []
@@ -67,9 +66,8 @@ def main() -> None:
                     secs.append(time.perf_counter() - t0)
                 accs.append(res.final_average_accuracy)
             means[setup_name] = float(np.mean(accs))
-            print("  {:<11} final avg acc {:.3f} (+/- {:.3f})  {:.1f}s/run".format(
-                setup_name, means[setup_name], float(np.std(accs)), float(np.mean(secs))))
-            metrics["{}_acc_{}".format(name, setup_name)] = means[setup_name]
+            print(f"  {setup_name:<11} final avg acc {means[setup_name]:.3f} (+/- {float(np.std(accs)):.3f})  {float(np.mean(secs)):.1f}s/run")
+            metrics[f"{name}_acc_{setup_name}"] = means[setup_name]
         for key in [k for k in means if k.endswith("_swap1")]:
             gain = key[: -len("_swap1")]
             metrics["{}_{}swap_gain".format(name, "" if gain == "em" else gain + "_")] = means[key] - means[gain + "_swap0"]

@@ -20,19 +20,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-
+import torch  # noqa: E402  (after _common puts the repo on sys.path)
 from _common import ROOT, median, parser, result
 
-import torch  # noqa: E402  (after _common puts the repo on sys.path)
-
-from miro_edge.model.checkpoint import model_from_checkpoint, save_checkpoint  # noqa: E402
 from miro_edge.export.pipeline import export_checkpoint, publish_model  # noqa: E402
-from miro_edge.registry.model_registry import ModelRegistry  # noqa: E402
 from miro_edge.infer.base import EngineOptions  # noqa: E402
 from miro_edge.infer.live import LiveConfig, registry_live_loop  # noqa: E402
 from miro_edge.infer.ort_engine import OrtEngine  # noqa: E402
 from miro_edge.infer.sources import SyntheticSource  # noqa: E402
 from miro_edge.model.architectures import create_model  # noqa: E402
+from miro_edge.model.checkpoint import model_from_checkpoint, save_checkpoint  # noqa: E402
+from miro_edge.registry.model_registry import ModelRegistry  # noqa: E402
 
 SHAPE = (1, 8, 8)
 
@@ -112,8 +110,8 @@ def part2(work: Path, duration_s: float, swaps: int, fps: float) -> dict:
     reg = ModelRegistry(work / "registry")
     pairs = []
     for seed in range(swaps + 1):
-        ckpt = make_checkpoint(work / "v{}.pt".format(seed), seed)
-        pairs.append((str(export_checkpoint(ckpt, work / "v{}".format(seed), run_parity=False).onnx.path), str(ckpt)))
+        ckpt = make_checkpoint(work / f"v{seed}.pt", seed)
+        pairs.append((str(export_checkpoint(ckpt, work / f"v{seed}", run_parity=False).onnx.path), str(ckpt)))
     publish_model(reg, pairs[0][0], pairs[0][1], run_parity=False)
     start = time.time() + 2.0
     times = [duration_s * (i + 0.5) / swaps for i in range(swaps)]
@@ -132,7 +130,7 @@ def part2(work: Path, duration_s: float, swaps: int, fps: float) -> dict:
           "max {latency_max_ms:.3f} ms, dropped {dropped} (queue {dropped_queue}, late {late}), swaps {swaps}, "
           "load ms {swap_load_ms}".format(**stats.as_dict()))
     if stats.swaps != swaps:
-        print("WARNING: expected {} swaps, saw {}".format(swaps, stats.swaps))
+        print(f"WARNING: expected {swaps} swaps, saw {stats.swaps}")
     ratio = stats.swap_p99_ms / stats.steady_p99_ms if stats.steady_p99_ms > 0 else float("nan")
     return {"dropped_frames": stats.dropped, "swap_p99_ratio": ratio, "swaps": stats.swaps}
 

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repository root on sys.path)
-from _common import median, parser, result
-
 import torch
+from _common import median, parser, result
 from torch import nn
 
 from miro_edge.energy import create_meter
@@ -33,8 +32,8 @@ def fake_tx2(root: Path) -> None:
         d = root / "sys/bus/i2c/drivers/ina3221x" / device
         d.mkdir(parents=True)
         for ch, rail in enumerate(rails):
-            (d / "rail_name_{}".format(ch)).write_text(rail + "\n")
-            (d / "in_power{}_input".format(ch)).write_text("{}\n".format(1000 + 100 * ch))
+            (d / f"rail_name_{ch}").write_text(rail + "\n")
+            (d / f"in_power{ch}_input").write_text(f"{1000 + 100 * ch}\n")
 
 
 def main() -> None:
@@ -77,18 +76,15 @@ def main() -> None:
                     if kind == "bare":
                         bare.append(train(steps))
                     else:
-                        with meter.window("repeat-{}".format(r)) as w:
+                        with meter.window(f"repeat-{r}") as w:
                             metered.append(train(steps, meter))
                         samples.append(w.result.sample_count / w.result.duration_s)
     ratio = median([m / b for m, b in zip(metered, bare)])
-    print("source {} ({}), {} repeats x {} steps x batch {}, torch threads {}".format(
-        meter.source, meter.label, repeats, steps, args.batch, torch.get_num_threads()))
-    print("bare     median {:.0f} samples/s  (min {:.0f}, max {:.0f})".format(median(bare), min(bare), max(bare)))
-    print("metered  median {:.0f} samples/s  (min {:.0f}, max {:.0f})".format(
-        median(metered), min(metered), max(metered)))
-    print("sampler rate inside windows: median {:.1f} Hz".format(median(samples)))
-    print("ratio of medians {:.4f}; median paired ratio {:.4f} (target >= 0.99)".format(
-        median(metered) / median(bare), ratio))
+    print(f"source {meter.source} ({meter.label}), {repeats} repeats x {steps} steps x batch {args.batch}, torch threads {torch.get_num_threads()}")
+    print(f"bare     median {median(bare):.0f} samples/s  (min {min(bare):.0f}, max {max(bare):.0f})")
+    print(f"metered  median {median(metered):.0f} samples/s  (min {min(metered):.0f}, max {max(metered):.0f})")
+    print(f"sampler rate inside windows: median {median(samples):.1f} Hz")
+    print(f"ratio of medians {median(metered) / median(bare):.4f}; median paired ratio {ratio:.4f} (target >= 0.99)")
     result("meter_throughput_ratio", round(ratio, 4))
 
 

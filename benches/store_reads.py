@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
-
 from _common import ROOT, median, parser, result
 
 from miro_edge.memory.store import DEFAULT_BACKEND, SampleStore
@@ -85,7 +84,7 @@ def write_files(root: Path, xs: np.ndarray, durable: bool, ids: List[int]) -> fl
     """One .npy per sample (the reference layout); returns seconds."""
     t0 = time.perf_counter()
     for rid, x in zip(ids, xs):
-        path = root / "{}.npy".format(rid)
+        path = root / f"{rid}.npy"
         if durable:
             with open(str(path), "wb") as f:
                 np.save(f, x)
@@ -106,7 +105,7 @@ def swap_requests(rng: np.random.Generator, n_batches: int) -> List[np.ndarray]:
 def store_swap(store: SampleStore, requests: List[np.ndarray], rng: np.random.Generator) -> Tuple[float, List[int]]:
     """The swap worker's access pattern (``SwapWorker._swap``); returns (seconds, ids read in order)."""
     wanted = [collections.Counter(labels.tolist()) for labels in requests]  # the worker groups its slots too
-    order = []  # type: List[int]
+    order: List[int] = []
     t0 = time.perf_counter()
     for counts in wanted:
         for s in store.draw(counts, rng):
@@ -118,10 +117,10 @@ def store_ids_read_many(store: SampleStore, requests: List[np.ndarray],
                         rng: np.random.Generator) -> Tuple[float, List[int]]:
     """The swap worker's pattern before ``draw``: ``sample_ids`` per label, then one ``read_many``."""
     wanted = [collections.Counter(labels.tolist()) for labels in requests]
-    order = []  # type: List[int]
+    order: List[int] = []
     t0 = time.perf_counter()
     for counts in wanted:
-        ids = []  # type: List[int]
+        ids: List[int] = []
         for lab, k in counts.items():
             ids += store.sample_ids(lab, k, rng)
         for s in store.read_many(ids):
@@ -130,7 +129,7 @@ def store_ids_read_many(store: SampleStore, requests: List[np.ndarray],
 
 
 def store_single(store: SampleStore, requests: List[np.ndarray], rng: np.random.Generator) -> Tuple[float, List[int]]:
-    order = []  # type: List[int]
+    order: List[int] = []
     t0 = time.perf_counter()
     for labels in requests:
         for lab in labels:
@@ -150,9 +149,9 @@ def files_read(root: Path, order: List[int], labels: np.ndarray, warm: bool = Tr
         for path in root.iterdir():
             with open(str(path), "rb") as f:
                 f.read()
-    paths = [str(root / "{}.npy".format(rid)) for rid in order]
+    paths = [str(root / f"{rid}.npy") for rid in order]
     label_of = labels.tolist()
-    out = []  # type: List[Tuple[np.ndarray, int]]
+    out: List[Tuple[np.ndarray, int]] = []
     t0 = time.perf_counter()
     for rid, p in zip(order, paths):
         out.append((np.load(p), label_of[rid]))
@@ -172,25 +171,25 @@ def drop_cache(paths: List[Path]) -> None:
 
 def probe(path: Path, backend: str, n_batches: int) -> Dict[str, object]:
     out = subprocess.run([sys.executable, "-c", _PROBE, str(ROOT), str(path), backend, str(n_batches),
-                          str(SWAP_BATCH), "7"], check=True, stdout=subprocess.PIPE, universal_newlines=True)
+                          str(SWAP_BATCH), "7"], check=True, stdout=subprocess.PIPE, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def bench_backend(tmp: Path, backend: str, xs: np.ndarray, ys: np.ndarray, files: Path, reps: int,
                   n_batches: int, ingest_n: int) -> Dict[str, float]:
-    out = {}  # type: Dict[str, float]
-    path = tmp / "store-{}".format(backend)
+    out: Dict[str, float] = {}
+    path = tmp / f"store-{backend}"
     with SampleStore(path, backend=backend) as store:
         t0 = time.perf_counter()
         for i in range(0, len(xs), 64):
             store.ingest_batch(xs[i:i + 64], ys[i:i + 64], task_id=0)
         out["ingest_batch64_per_s"] = len(xs) / (time.perf_counter() - t0)
-    with SampleStore(tmp / "single-{}".format(backend), backend=backend) as single:
+    with SampleStore(tmp / f"single-{backend}", backend=backend) as single:
         t0 = time.perf_counter()
         for i in range(ingest_n):
             single.ingest(xs[i], int(ys[i]), task_id=0)
         out["ingest_single_per_s"] = ingest_n / (time.perf_counter() - t0)
-    shutil.rmtree(str(tmp / "single-{}".format(backend)))
+    shutil.rmtree(str(tmp / f"single-{backend}"))
     with SampleStore(path, backend=backend) as store:
         swap_s, swap_f, old_s, old_f, single_s, single_f = [], [], [], [], [], []
         for rep in range(reps):
@@ -259,13 +258,12 @@ def main() -> None:
         durable_dir.mkdir()
         durable_s = write_files(durable_dir, xs[:ingest_n], durable=True, ids=list(range(ingest_n)))
         shutil.rmtree(str(durable_dir))
-        print("baseline .npy per file: write {:.0f}/s without fsync, {:.0f}/s with fsync (file + dir)".format(
-            n_small / plain_s, ingest_n / durable_s))
-        res = {}  # type: Dict[str, Dict[str, float]]
+        print(f"baseline .npy per file: write {n_small / plain_s:.0f}/s without fsync, {ingest_n / durable_s:.0f}/s with fsync (file + dir)")
+        res: Dict[str, Dict[str, float]] = {}
         for backend in backends:
             r = bench_backend(tmp, backend, xs, ys, files, reps, n_batches, ingest_n)
             res[backend] = r
-            print("[{}] 10k x 3 KB, page cache warm".format(backend))
+            print(f"[{backend}] 10k x 3 KB, page cache warm")
             print("  ingest (durable): batch of 64 {:.0f} samples/s; per-sample {:.0f} samples/s "
                   "(files+fsync {:.0f}/s)".format(r["ingest_batch64_per_s"], r["ingest_single_per_s"],
                                                   ingest_n / durable_s))
@@ -278,14 +276,14 @@ def main() -> None:
             print("  after FADV_DONTNEED (1 pass): store {:.1f} us/sample, files {:.1f} us/sample -> {:.1f}x".format(
                 r["cold_swap_store_us"], r["cold_swap_files_us"], r["cold_swap_files_us"] / r["cold_swap_store_us"]))
         shutil.rmtree(str(files))
-        scale = {}  # type: Dict[str, Dict[str, float]]
+        scale: Dict[str, Dict[str, float]] = {}
         for backend in big_backends:
-            big_path = tmp / "big-{}".format(backend)
+            big_path = tmp / f"big-{backend}"
             build_s = build_big(big_path, backend, big_n)
             size = sum(f.stat().st_size for f in big_path.iterdir())
             smalls, bigs = [], []
             for _ in range(3):  # interleaved fresh processes: the machine is shared and noisy
-                smalls.append(probe(tmp / "store-{}".format(backend), backend, n_batches))
+                smalls.append(probe(tmp / f"store-{backend}", backend, n_batches))
                 bigs.append(probe(big_path, backend, n_batches))
             small_us = median([float(r["us_per_sample"]) for r in smalls])  # type: ignore[arg-type]
             big_us = median([float(r["us_per_sample"]) for r in bigs])  # type: ignore[arg-type]
@@ -295,20 +293,20 @@ def main() -> None:
             scale[backend] = {"ratio": small_us / big_us,
                               "rss": a["VmRSS"] - b["VmRSS"], "anon": a["RssAnon"] - b["RssAnon"],
                               "file": a["RssFile"] - b["RssFile"]}
-            print("[{}] {} records x 3 KB: built in {:.0f} s ({:.0f}/s bulk), {:.2f} GB on disk, page cache warm"
-                  .format(backend, big_n, build_s, big_n / build_s, size / 1e9))
+            print(f"[{backend}] {big_n} records x 3 KB: built in {build_s:.0f} s ({big_n / build_s:.0f}/s bulk), {size / 1e9:.2f} GB on disk, page cache warm"
+                  )
             print("  swap pattern in a fresh process: 10k {:.1f} us/sample, {} {:.1f} us/sample -> {:.2f}x".format(
                 small["us_per_sample"], big_n, big["us_per_sample"], scale[backend]["ratio"]))
             print("  RSS added by opening the store and reading: {:.1f} MB total = {:.1f} MB private (anon) + "
                   "{:.1f} MB file-backed (mapped page cache: shared, reclaimable)"
                   .format(scale[backend]["rss"], scale[backend]["anon"], scale[backend]["file"]))
             shutil.rmtree(str(big_path))
-        print("per backend: speedup vs files (swap pattern), {} vs 10k read rate".format(big_n))
+        print(f"per backend: speedup vs files (swap pattern), {big_n} vs 10k read rate")
         for backend in backends:
             ratio = "{:.3f}".format(scale[backend]["ratio"]) if backend in scale else "- (not run)"
             print("  {:8s} {:6.2f}x  {}".format(backend, res[backend]["swap_files_us"] / res[backend]["swap_store_us"],
                                               ratio))
-        print("default backend: {}; metrics below are for {}".format(DEFAULT_BACKEND, d))
+        print(f"default backend: {DEFAULT_BACKEND}; metrics below are for {d}")
         result("store_read_speedup_vs_files", res[d]["swap_files_us"] / res[d]["swap_store_us"], ".2f")
         result("ingest_samples_per_s", res[d]["ingest_batch64_per_s"], ".0f")
         if d in scale:

@@ -10,7 +10,6 @@ the first one's matrix.
 import tempfile
 
 import numpy as np
-
 from _common import WORKLOADS, parser, result, session_raw
 
 from miro_edge.config import from_dict
@@ -24,7 +23,7 @@ def main() -> None:
     repeats = 2 if args.quick else 4
     epochs = 10 if args.quick else 20
     ds = WORKLOADS["digits"]
-    runs = {m: [] for m in MODES}  # type: dict
+    runs: dict = {m: [] for m in MODES}
     for _ in range(repeats):
         for mode in MODES:
             raw = session_raw(ds, 0, {"em_size": 50, "swap": {"swap_ratio": 1.0, "mode": mode}})
@@ -36,10 +35,10 @@ def main() -> None:
         accs = [r[0] for r in runs[mode]]
         same = all(r[1] == runs[mode][0][1] for r in runs[mode])
         print("{:13s} final acc {} (spread {:.4f}); matrices identical: {}; training {:.1f}s median".format(
-            mode, " ".join("{:.4f}".format(a) for a in accs), max(accs) - min(accs), same,
+            mode, " ".join(f"{a:.4f}" for a in accs), max(accs) - min(accs), same,
             float(np.median([r[2] for r in runs[mode]]))))
-        result("{}_acc_spread".format(mode), round(max(accs) - min(accs), 4))
-        result("{}_identical_matrices".format(mode), int(same))
+        result(f"{mode}_acc_spread", round(max(accs) - min(accs), 4))
+        result(f"{mode}_identical_matrices", int(same))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import median, parser, result
 
 from miro_edge.data import ClassIncrementalStream, load_source
@@ -23,8 +22,8 @@ from miro_edge.memory.sb import StreamBuffer
 from miro_edge.memory.store import SampleStore
 from miro_edge.memory.swap import SwapConfig
 from miro_edge.memory.swap_modes import create_swap_worker
-from miro_edge.train.callbacks import SwapCallback
 from miro_edge.model.architectures import create_model
+from miro_edge.train.callbacks import SwapCallback
 from miro_edge.train.trainer import IncrementalTrainer, TrainConfig
 
 
@@ -50,7 +49,7 @@ def main() -> None:
             sb.add(last.x_train, last.y_train)
             config = TrainConfig(model="cnn2d", epochs=5, batch_size=32)  # default width 32
             runs = [("none", 0.0)] + [(m, 1.0) for m in modes]
-            rates = {name: [] for name, _ in runs}  # type: dict
+            rates: dict = {name: [] for name, _ in runs}
             swaps = {m: 0 for m in modes}
             wait = {m: 0.0 for m in modes}
             for _ in range(repeats):
@@ -66,13 +65,12 @@ def main() -> None:
                         swaps[name] += worker.stats().swaps_done
                         wait[name] += worker.stats().wait_s
             base = median(rates["none"])
-            print("no swapping : {:8.0f} samples/s (median of {})".format(base, repeats))
+            print(f"no swapping : {base:8.0f} samples/s (median of {repeats})")
             for mode in modes:
                 # each group ran back to back: the median of per-pair ratios cancels slow drifts in load
                 ratio = median([b / a for a, b in zip(rates["none"], rates[mode])])
-                print("swap ratio 1, {:13s}: {:8.0f} samples/s, {} EM slots swapped, trainer waited {:.2f}s in "
-                      "all; ratio of medians {:.3f}; median of paired ratios {:.3f}".format(
-                          mode, median(rates[mode]), swaps[mode], wait[mode], median(rates[mode]) / base, ratio))
+                print(f"swap ratio 1, {mode:13s}: {median(rates[mode]):8.0f} samples/s, {swaps[mode]} EM slots swapped, trainer waited {wait[mode]:.2f}s in "
+                      f"all; ratio of medians {median(rates[mode]) / base:.3f}; median of paired ratios {ratio:.3f}")
                 result("swap_throughput_ratio" if len(modes) == 1 else "swap_throughput_ratio_" + mode,
                        round(ratio, 4))
             if len(modes) == 2:

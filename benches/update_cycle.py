@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import parser, result
 
 CONFIG = """
@@ -104,17 +103,14 @@ def main():
                 steps[ev["step"]] = ev["seconds"]
             if ev["kind"] == "cycle" and ev["cycle"] == 1:
                 cycle = ev
-    print("update cycle (daemon, another process): {:.1f} s wall; steps {}".format(
-        t1 - t0, {k: round(v, 2) for k, v in steps.items()}))
+    print(f"update cycle (daemon, another process): {t1 - t0:.1f} s wall; steps {({k: round(v, 2) for k, v in steps.items()})}")
     print("  training energy {:.1f} J ({}), profile {:.1f} J; published: {}".format(
         cycle["energy_j"], cycle["energy_label"], cycle["profile_energy_j"], cycle["published"]))
     print("  daemon: " + daemon.stdout.strip().splitlines()[-2])
-    print("live loop at {:.0f} fps: idle p50 {:.2f} ms p99 {:.2f} ms ({} frames, dropped {}); during the cycle "
-          "p50 {:.2f} ms p99 {:.2f} ms ({} frames, late {})".format(
-              FPS, np.percentile(idle_lat, 50), np.percentile(idle_lat, 99), len(idle_lat), idle_dropped,
-              np.percentile(lat, 50), np.percentile(lat, 99), len(lat), dropped_late))
+    print(f"live loop at {FPS:.0f} fps: idle p50 {np.percentile(idle_lat, 50):.2f} ms p99 {np.percentile(idle_lat, 99):.2f} ms ({len(idle_lat)} frames, dropped {idle_dropped}); during the cycle "
+          f"p50 {np.percentile(lat, 50):.2f} ms p99 {np.percentile(lat, 99):.2f} ms ({len(lat)} frames, late {dropped_late})")
     for name in ("drained", "trained", "exported", "published"):
-        result("update_step_{}_s".format(name), round(steps.get(name, float("nan")), 3))
+        result(f"update_step_{name}_s", round(steps.get(name, float("nan")), 3))
     result("update_energy_j", round(cycle["energy_j"] + cycle["profile_energy_j"], 2))
     result("live_p50_idle_ms", round(float(np.percentile(idle_lat, 50)), 3))
     result("live_p99_idle_ms", round(float(np.percentile(idle_lat, 99)), 3))

@@ -26,7 +26,7 @@ def field(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> 
 
 def _check(cond: bool, key: str, message: str) -> None:
     if not cond:
-        raise ConfigError("{}: {}".format(key, message))
+        raise ConfigError(f"{key}: {message}")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -37,7 +37,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is Union:
         if value is None and type(None) in args:
             return None
-        last = None  # type: Optional[ConfigError]
+        last: Optional[ConfigError] = None
         for arg in args:
             if arg is type(None):
                 continue
@@ -45,34 +45,34 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError as exc:
                 last = exc
-        raise last if last else ConfigError("{}: invalid value {!r}".format(key, value))
+        raise last if last else ConfigError(f"{key}: invalid value {value!r}")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
-        _check(isinstance(value, Mapping), key, "expected a mapping, got {!r}".format(value))
+        _check(isinstance(value, Mapping), key, f"expected a mapping, got {value!r}")
         return from_dict(tp, value, key)
     if origin in (tuple, Tuple):
-        _check(isinstance(value, (list, tuple)), key, "expected a list, got {!r}".format(value))
+        _check(isinstance(value, (list, tuple)), key, f"expected a list, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], "{}[{}]".format(key, i)) for i, v in enumerate(value))
-        _check(len(args) == len(value), key, "expected {} items, got {}".format(len(args), len(value)))
-        return tuple(_coerce(v, a, "{}[{}]".format(key, i)) for i, (v, a) in enumerate(zip(value, args)))
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        _check(len(args) == len(value), key, f"expected {len(args)} items, got {len(value)}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if origin in (dict, Dict):
-        _check(isinstance(value, Mapping), key, "expected a mapping, got {!r}".format(value))
+        _check(isinstance(value, Mapping), key, f"expected a mapping, got {value!r}")
         return dict(value)
     if tp is bool:
-        _check(isinstance(value, bool), key, "expected true/false, got {!r}".format(value))
+        _check(isinstance(value, bool), key, f"expected true/false, got {value!r}")
         return value
     if tp is int:
         _check(isinstance(value, int) and not isinstance(value, bool), key,
-               "expected an integer, got {!r}".format(value))
+               f"expected an integer, got {value!r}")
         return value
     if tp is float:
         _check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
-               "expected a number, got {!r}".format(value))
+               f"expected a number, got {value!r}")
         return float(value)
     if tp is str:
-        _check(isinstance(value, str), key, "expected a string, got {!r}".format(value))
+        _check(isinstance(value, str), key, f"expected a string, got {value!r}")
         return value
     return value
 
@@ -92,11 +92,11 @@ def from_dict(cls: Type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     try:
         return cls(**kwargs)  # type: ignore[call-arg]
     except TypeError as exc:
-        raise ConfigError("{}: {}".format(prefix or cls.__name__, exc)) from None
+        raise ConfigError(f"{prefix or cls.__name__}: {exc}") from None
 
 
 def _join(prefix: str, key: str) -> str:
-    return "{}.{}".format(prefix, key) if prefix else key
+    return f"{prefix}.{key}" if prefix else key
 
 
 def to_dict(obj: Any) -> Dict[str, Any]:
@@ -108,17 +108,17 @@ def load_yaml(path: Union[str, Path], cls: Type[T]) -> T:
     """Load a YAML file into dataclass ``cls``; errors name the file and the key."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError("config file {} does not exist".format(path))
+        raise ConfigError(f"config file {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError("{} is not valid YAML: {}".format(path, exc)) from None
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, Mapping):
-        raise ConfigError("{}: top level must be a mapping".format(path))
+        raise ConfigError(f"{path}: top level must be a mapping")
     try:
         return from_dict(cls, data)
     except ConfigError as exc:
-        raise ConfigError("{}: {}".format(path, exc)) from None
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def require(cond: bool, key: str, message: str) -> None:

@@ -20,7 +20,7 @@ class Recorder:
         self._fsync = fsync
         self._lock = threading.Lock()
         self._handle = None
-        self.events = []  # type: List[Dict[str, Any]]
+        self.events: List[Dict[str, Any]] = []
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(str(self.path), "a")

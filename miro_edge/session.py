@@ -90,7 +90,7 @@ class SessionRecord:
 
     def __init__(self, path: Path, config: Dict[str, Any]) -> None:
         self.path = path
-        self.data = {"format_version": FORMAT, "config": config, "rows": [], "tasks": []}  # type: Dict[str, Any]
+        self.data: Dict[str, Any] = {"format_version": FORMAT, "config": config, "rows": [], "tasks": []}
 
     def load(self) -> "SessionRecord":
         if not self.path.is_file():
@@ -98,13 +98,13 @@ class SessionRecord:
         try:
             data = json.loads(self.path.read_text())
         except ValueError as exc:
-            raise InputError("{} is unreadable ({}); use another out_dir".format(self.path, exc)) from None
+            raise InputError(f"{self.path} is unreadable ({exc}); use another out_dir") from None
         if data.get("format_version") != FORMAT:
             raise InputError("{} was written by another miro_edge version (format {}); use another out_dir".format(
                 self.path, data.get("format_version")))
         if json.loads(json.dumps(self.data["config"], default=str)) != data.get("config"):
-            raise ConfigError("{} belongs to a run with a different config; resume it with that config or use "
-                              "another out_dir".format(self.path.parent))
+            raise ConfigError(f"{self.path.parent} belongs to a run with a different config; resume it with that config or use "
+                              "another out_dir")
         self.data = data
         return self
 
@@ -138,7 +138,7 @@ def _evaluate(ws: Workspace, cycle: int, seen: Sequence[Task], order: Sequence[i
     """Accuracy on each seen task's test split, with the model the cycle ended with (its checkpoint)."""
     from miro_edge.model.checkpoint import model_from_checkpoint
 
-    model = model_from_checkpoint(ws.root / "checkpoints" / "cycle-{:06d}.pt".format(cycle))
+    model = model_from_checkpoint(ws.root / "checkpoints" / f"cycle-{cycle:06d}.pt")
     labels = ws.labels
     accs = []
     for task in seen:
@@ -157,15 +157,15 @@ def run_session(config: SessionConfig, out_dir: Optional[str] = None,
     record = SessionRecord(out / SESSION_FILE, json.loads(json.dumps(to_dict(config), default=str)))
     if not (out / CONFIG_NAME).is_file():
         if out.exists() and any(out.iterdir()):
-            raise InputError("{} exists and is not a miro_edge run directory; pass another --out".format(out))
+            raise InputError(f"{out} exists and is not a miro_edge run directory; pass another --out")
         Workspace.init(out, config.workspace_config(stream.input_shape))
     record.load()
     _check_same_data(record, stream, source.name)
-    results = []  # type: List[TaskResult]
+    results: List[TaskResult] = []
     with Workspace.open(out, what="run") as ws:
         if ws.config != config.workspace_config(stream.input_shape):
-            raise ConfigError("{} belongs to a run with a different config; resume it with that config or use "
-                              "another out_dir".format(out))
+            raise ConfigError(f"{out} belongs to a run with a different config; resume it with that config or use "
+                              "another out_dir")
         done_rows = len(record.data["rows"])
         for task in stream:
             if task.task_id < done_rows:
@@ -198,14 +198,14 @@ def _run_task(ws: Workspace, task: Task, order: Sequence[int],
     """Queue the task's samples (once: its inbox file is named after it) and run its cycle."""
     state = ws.state
     if state.cycles_done <= task.task_id and state.cycle is None:
-        name = "task-{:06d}.npz".format(task.task_id)
+        name = f"task-{task.task_id:06d}.npz"
         if name not in ws.inbox.names():
             x, labels = ws.validate(task.x_train, _original(task.y_train, order))
             ws.inbox.put(x, labels, source="session", name=name)
     if state.cycles_done <= task.task_id:
         result = ws.update(progress=progress)
         if result is None:
-            raise InputError("task {} had no samples to learn".format(task.task_id))
+            raise InputError(f"task {task.task_id} had no samples to learn")
     return dict(state.data["last_cycle"])
 
 

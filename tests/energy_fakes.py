@@ -39,15 +39,15 @@ def make_tx2_tree(root: Path, power_mw: Dict[str, float]) -> Dict[str, Path]:
     base = root / "sys/bus/i2c/drivers/ina3221x"
     for rail, (device, ch) in TX2_LAYOUT.items():
         d = base / device
-        write(d / "rail_name_{}".format(ch), rail)
-        write(d / "in_voltage{}_input".format(ch), "5000")
-        write(d / "in_current{}_input".format(ch), str(int(power_mw.get(rail, 0) / 5)))
-        files[rail] = write(d / "in_power{}_input".format(ch), str(int(power_mw.get(rail, 0))))
+        write(d / f"rail_name_{ch}", rail)
+        write(d / f"in_voltage{ch}_input", "5000")
+        write(d / f"in_current{ch}_input", str(int(power_mw.get(rail, 0) / 5)))
+        files[rail] = write(d / f"in_power{ch}_input", str(int(power_mw.get(rail, 0))))
     return files
 
 
 def set_power(path: Path, mw: float) -> None:
-    path.write_text("{}\n".format(int(round(mw))))
+    path.write_text(f"{int(round(mw))}\n")
 
 
 #: Xavier NX / JetPack 5 (ina3221 hwmon driver): channel -> rail
@@ -62,10 +62,10 @@ def make_nx_tree(root: Path, volt_mv: Dict[str, float], curr_ma: Dict[str, float
     d = dev / "hwmon" / hwmon
     write(d / "name", "ina3221")
     for ch, rail in NX_CHANNELS.items():
-        write(d / "in{}_label".format(ch), rail)
-        write(d / "in{}_input".format(ch), str(int(volt_mv[rail])))
-        write(d / "curr{}_input".format(ch), str(int(curr_ma[rail])))
-        write(d / "in{}_input".format(ch + 3), "12")  # shunt voltages, unlabelled
+        write(d / f"in{ch}_label", rail)
+        write(d / f"in{ch}_input", str(int(volt_mv[rail])))
+        write(d / f"curr{ch}_input", str(int(curr_ma[rail])))
+        write(d / f"in{ch + 3}_input", "12")  # shunt voltages, unlabelled
     write(d / "in7_label", "sum of shunt voltages")
     write(d / "in7_input", "40")
     write(d / "curr4_input", "0")

@@ -5,6 +5,7 @@ import time
 from typing import Callable, Dict, List, Mapping, Sequence
 
 import numpy as np
+
 from miro_edge.memory.types import StoredSample
 
 
@@ -53,7 +54,7 @@ def make_source(n_per_class: int = 20, classes: Sequence[int] = (0, 1, 2), shape
 def readers_during(checks: Sequence[Callable[[], None]], write: Callable[[], None]) -> List[BaseException]:
     """Call each of ``checks`` in a loop, each in its own thread, while ``write()`` runs in this
     one; return what the readers raised (an assertion in a thread would otherwise go unseen)."""
-    errors = []  # type: List[BaseException]
+    errors: List[BaseException] = []
     stop = threading.Event()
 
     def reader(check: Callable[[], None]) -> None:

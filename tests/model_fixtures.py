@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from miro_edge.model.checkpoint import save_checkpoint
 from miro_edge.model.architectures import create_model
+from miro_edge.model.checkpoint import save_checkpoint
 
 SHAPES = {"cnn2d": (1, 8, 8), "cnn1d": (6, 100)}
 
@@ -33,7 +33,7 @@ def real_samples(name: str, n: int = 24, seed: int = 1) -> np.ndarray:
 @pytest.fixture
 def ckpt_factory(tmp_path):
     def make(name: str = "cnn2d", seed: int = 0, accuracy: float = 0.9, tag: str = "") -> Path:
-        return make_checkpoint(tmp_path / "{}-{}-{}{}.pt".format(name, seed, accuracy, tag), name, seed=seed,
+        return make_checkpoint(tmp_path / f"{name}-{seed}-{accuracy}{tag}.pt", name, seed=seed,
                                accuracy=accuracy)
     return make
 
@@ -48,6 +48,6 @@ def published_registry(tmp_path: Path, ckpt_factory):
     pairs = []
     for seed in range(3):
         ckpt = ckpt_factory("cnn2d", seed=seed)
-        pairs.append((export_checkpoint(ckpt, tmp_path / "e{}".format(seed), run_parity=False).onnx.path, ckpt))
+        pairs.append((export_checkpoint(ckpt, tmp_path / f"e{seed}", run_parity=False).onnx.path, ckpt))
     publish_model(reg, *pairs[0], run_parity=False)
     return reg, pairs

@@ -12,8 +12,6 @@ from typing import Dict, List, Set
 
 import pytest
 
-from model_fixtures import ckpt_factory  # noqa: F401 (fixture)
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "miro_edge"
 DOC = ROOT / "docs" / "architecture.md"
@@ -22,7 +20,7 @@ CORE_MODULES = {"config", "errors", "recorder", "events", "utils", ""}  # "" = t
 
 def allowed_table(doc: Path = DOC) -> Dict[str, Set[str]]:
     """unit -> units it may import, read from the markdown table (the doc is the contract)."""
-    units = {}  # type: Dict[str, Set[str]]
+    units: Dict[str, Set[str]] = {}
     rows = [line for line in doc.read_text().splitlines() if line.startswith("| ")]
     for line in rows[1:]:  # skip the header row
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -55,7 +53,7 @@ def imports_of(path: Path, module: str) -> List[str]:
             else:
                 target = node.module or ""
             found.append(target)
-            found.extend("{}.{}".format(target, a.name) for a in node.names)  # from pkg import submodule
+            found.extend(f"{target}.{a.name}" for a in node.names)  # from pkg import submodule
     return [name for name in found if name == "miro_edge" or name.startswith("miro_edge.")]
 
 
@@ -66,16 +64,16 @@ def violations(package_dir: Path, table: Dict[str, Set[str]]) -> List[str]:
         module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
         src = unit_of(module)
         if src not in table:
-            out.append("{}: unit {!r} is not in the table of docs/architecture.md".format(module, src))
+            out.append(f"{module}: unit {src!r} is not in the table of docs/architecture.md")
             continue
         allowed = table[src]
-        seen = set()  # type: Set[str]
+        seen: Set[str] = set()
         for target in imports_of(path, module):
             dst = unit_of(target)
             if dst in ("core", src) or "*" in allowed or dst in allowed or dst in seen:
                 continue
             seen.add(dst)  # one line per forbidden unit and module
-            out.append("{} ({}) imports {} ({})".format(module, src, target, dst))
+            out.append(f"{module} ({src}) imports {target} ({dst})")
     return out
 
 

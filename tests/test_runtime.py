@@ -28,7 +28,7 @@ def test_systemd_units_run_real_commands_with_real_options(unit):
     helptext = subprocess.run([sys.executable, "-m", "miro_edge", command, "--help"], capture_output=True,
                               text=True, check=True).stdout
     for opt in [a for a in argv[2:] if a.startswith("--")]:
-        assert opt in helptext, "{} has no option {}".format(command, opt)
+        assert opt in helptext, f"{command} has no option {opt}"
 
 
 def test_the_example_app_is_a_thin_client_that_starts():

@@ -74,7 +74,7 @@ def main() -> int:
     if manifest.is_file() and not args.force:
         try:
             if json.loads(manifest.read_text()).get("settings") == settings:
-                print("keywords already generated in {} ({} words x {} clips)".format(out, len(words), args.per_word))
+                print(f"keywords already generated in {out} ({len(words)} words x {args.per_word} clips)")
                 return 0
         except ValueError:
             pass
@@ -91,16 +91,15 @@ def main() -> int:
                 voice = VOICES[int(rng.integers(len(VOICES)))] + VARIANTS[int(rng.integers(len(VARIANTS)))]
                 synthesize(word, voice, int(rng.integers(110, 231)), int(rng.integers(15, 86)), raw)
                 samples, rate = read_wav(raw)
-                write_wav(staging / word / "{:04d}.wav".format(i), degrade(samples, rate, rng, args.clip_seconds), rate)
-            print("  {:<6} {} clips".format(word, args.per_word), flush=True)
+                write_wav(staging / word / f"{i:04d}.wav", degrade(samples, rate, rng, args.clip_seconds), rate)
+            print(f"  {word:<6} {args.per_word} clips", flush=True)
         raw.unlink()
         (staging / "manifest.json").write_text(json.dumps({"settings": settings}, indent=1) + "\n")
         os.replace(str(staging), str(out))
     finally:
         if staging.exists():
             shutil.rmtree(str(staging))
-    print("wrote {} ({} words x {} clips, native espeak-ng rate; the adapter resamples)".format(
-        out, len(words), args.per_word))
+    print(f"wrote {out} ({len(words)} words x {args.per_word} clips, native espeak-ng rate; the adapter resamples)")
     return 0
 
 

@@ -46,15 +46,14 @@ def console_script() -> List[str]:
         return [str(beside)]
     found = shutil.which("miro-edge")
     if found is None:
-        raise CheckFailed("no `miro-edge` console script beside {} or on PATH; is the package "
-                          "installed (pip install .)?".format(sys.executable))
+        raise CheckFailed(f"no `miro-edge` console script beside {sys.executable} or on PATH; is the package "
+                          "installed (pip install .)?")
     return [found]
 
 
 def run_cli(args: Sequence[str], timeout_s: float = 600.0) -> str:
     """Run ``miro-edge ARGS``; its stdout, or CheckFailed carrying its error output."""
-    proc = subprocess.run(console_script() + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=timeout_s)
+    proc = subprocess.run(console_script() + list(args), capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise CheckFailed("`miro-edge {}` exited {}: {}".format(
             " ".join(args), proc.returncode, (proc.stderr or proc.stdout).strip()[-1500:]))
@@ -67,8 +66,7 @@ def check_import() -> str:
 
     import miro_edge
 
-    return "python {}, miro_edge {}, torch {}, numpy {}".format(
-        sys.version.split()[0], miro_edge.__version__, torch.__version__, numpy.__version__)
+    return f"python {sys.version.split()[0]}, miro_edge {miro_edge.__version__}, torch {torch.__version__}, numpy {numpy.__version__}"
 
 
 def check_cli() -> str:
@@ -107,18 +105,17 @@ def check_onnx(workdir: Path, target: str) -> str:
     out = run_cli(["export", str(ckpt), "--out", str(out_dir), "--target", target, "--engine", "never"])
     onnx_files = sorted(out_dir.glob("*.onnx"))
     if len(onnx_files) != 1:
-        raise CheckFailed("expected one .onnx file in {}, found {}".format(out_dir, [p.name for p in onnx_files]))
+        raise CheckFailed(f"expected one .onnx file in {out_dir}, found {[p.name for p in onnx_files]}")
     model = onnx.load(str(onnx_files[0]))
     onnx.checker.check_model(model)
     opsets = {entry.domain: entry.version for entry in model.opset_import}
     expected = target_opset(target)
     if opsets.get("", opsets.get("ai.onnx")) != expected:
-        raise CheckFailed("{} has opsets {}, expected {} for target {}".format(onnx_files[0], opsets, expected,
-                                                                              target))
+        raise CheckFailed(f"{onnx_files[0]} has opsets {opsets}, expected {expected} for target {target}")
     parity = [line for line in out.splitlines() if line.startswith("parity: passed")]
     if not parity:
-        raise CheckFailed("`miro-edge export` printed no passed parity check:\n{}".format(out))
-    return "{} (opset {}); {}".format(onnx_files[0].name, expected, parity[0])
+        raise CheckFailed(f"`miro-edge export` printed no passed parity check:\n{out}")
+    return f"{onnx_files[0].name} (opset {expected}); {parity[0]}"
 
 
 def tensorrt_available() -> Tuple[Optional[str], Optional[str]]:
@@ -129,7 +126,7 @@ def tensorrt_available() -> Tuple[Optional[str], Optional[str]]:
     except ImportError as exc:
         if os.path.isfile(JETPACK_TRTEXEC):
             return "trtexec", None
-        return None, "the tensorrt Python bindings do not import ({}) and {} is absent".format(exc, JETPACK_TRTEXEC)
+        return None, f"the tensorrt Python bindings do not import ({exc}) and {JETPACK_TRTEXEC} is absent"
 
 
 def gpu_available() -> Optional[str]:
@@ -152,7 +149,7 @@ def check_tensorrt(workdir: Path, target: str, require_bindings: bool) -> str:
         raise Skip(why)
     no_gpu = gpu_available()
     if no_gpu is not None:
-        raise Skip("TensorRT {} is installed but {}".format(version, no_gpu))
+        raise Skip(f"TensorRT {version} is installed but {no_gpu}")
     ckpt = workdir / "tiny.pt"
     if not ckpt.is_file():
         tiny_checkpoint(ckpt)
@@ -160,18 +157,18 @@ def check_tensorrt(workdir: Path, target: str, require_bindings: bool) -> str:
     out = run_cli(["export", str(ckpt), "--out", str(out_dir), "--target", target, "--engine", "always"])
     engines = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("engine:")]
     if not engines or not os.path.isfile(engines[0]) or os.path.getsize(engines[0]) == 0:
-        raise CheckFailed("`miro-edge export --engine always` reported no engine file:\n{}".format(out))
-    return "TensorRT {}: engine {} ({} bytes)".format(version, engines[0], os.path.getsize(engines[0]))
+        raise CheckFailed(f"`miro-edge export --engine always` reported no engine file:\n{out}")
+    return f"TensorRT {version}: engine {engines[0]} ({os.path.getsize(engines[0])} bytes)"
 
 
 def run_checks(target: str, require_tensorrt: bool, require_bindings: bool, workdir: Path) -> List[Tuple[str, Result]]:
-    checks = [
+    checks: List[Tuple[str, Callable[[], str]]] = [
         ("import", check_import),
         ("cli", check_cli),
         ("onnx", lambda: check_onnx(workdir, target)),
         ("tensorrt", lambda: check_tensorrt(workdir, target, require_bindings)),
-    ]  # type: List[Tuple[str, Callable[[], str]]]
-    results = []  # type: List[Tuple[str, Result]]
+    ]
+    results: List[Tuple[str, Result]] = []
     for name, check in checks:
         try:
             results.append((name, ("PASS", check())))
@@ -181,8 +178,8 @@ def run_checks(target: str, require_tensorrt: bool, require_bindings: bool, work
         except CheckFailed as exc:
             results.append((name, ("FAIL", str(exc))))
         except Exception as exc:  # an import or export error is exactly what this script must report
-            results.append((name, ("FAIL", "{}: {}".format(type(exc).__name__, exc))))
-        print("{} {}: {}".format(results[-1][1][0], name, results[-1][1][1]), flush=True)
+            results.append((name, ("FAIL", f"{type(exc).__name__}: {exc}")))
+        print(f"{results[-1][1][0]} {name}: {results[-1][1][1]}", flush=True)
     return results
 
 

@@ -14,9 +14,8 @@ from typing import Any, List, Optional
 import click
 
 from miro_edge import __version__
-from miro_edge.errors import MiroEdgeError
-
 from miro_edge.cli import commands as _commands_pkg
+from miro_edge.errors import MiroEdgeError
 
 
 class LazyGroup(click.Group):
@@ -31,7 +30,7 @@ class LazyGroup(click.Group):
         if cmd_name not in self.list_commands(ctx):
             return None
         module = importlib.import_module("miro_edge.cli.commands." + cmd_name.replace("-", "_"))
-        return getattr(module, "command")
+        return module.command
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,10 +53,10 @@ def main(argv: Optional[List[str]] = None) -> Any:
         exc.show()
         sys.exit(exc.exit_code)
     except MiroEdgeError as exc:
-        click.echo("Error: {}".format(exc), err=True)
+        click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
     except OSError as exc:  # a full, read-only or forbidden disk on a path the library did not map itself
-        click.echo("Error: {}".format(os_error_line(exc)), err=True)
+        click.echo(f"Error: {os_error_line(exc)}", err=True)
         sys.exit(1)
 
 
@@ -76,4 +75,4 @@ def os_error_line(exc: OSError) -> str:
     """One line for an OS error: what failed, on which file, and the fix."""
     where = exc.filename if exc.filename is not None else "a file"
     fix = _OS_FIXES.get(exc.errno or 0, "check the path and the disk, then rerun")
-    return "{} on {}: {}".format(exc.strerror or exc, where, fix)
+    return f"{exc.strerror or exc} on {where}: {fix}"

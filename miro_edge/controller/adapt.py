@@ -53,18 +53,18 @@ class SwapAdapterConfig:
                                             "(hysteresis against flapping)")
 
     def __post_init__(self) -> None:
-        require(self.max_backlog >= 0, "swap_adapt.max_backlog", "must be >= 0, got {}".format(self.max_backlog))
+        require(self.max_backlog >= 0, "swap_adapt.max_backlog", f"must be >= 0, got {self.max_backlog}")
         require(self.max_read_latency_s > 0, "swap_adapt.max_read_latency_s",
-                "must be > 0, got {}".format(self.max_read_latency_s))
+                f"must be > 0, got {self.max_read_latency_s}")
         require(self.congested_windows >= 1, "swap_adapt.congested_windows",
-                "must be >= 1, got {}".format(self.congested_windows))
+                f"must be >= 1, got {self.congested_windows}")
         require(self.clear_windows >= 1, "swap_adapt.clear_windows",
-                "must be >= 1, got {}".format(self.clear_windows))
-        require(0.0 <= self.floor <= 1.0, "swap_adapt.floor", "must be in [0, 1], got {}".format(self.floor))
+                f"must be >= 1, got {self.clear_windows}")
+        require(0.0 <= self.floor <= 1.0, "swap_adapt.floor", f"must be in [0, 1], got {self.floor}")
         require(0.0 < self.recover_step <= 1.0, "swap_adapt.recover_step",
-                "must be in (0, 1], got {}".format(self.recover_step))
+                f"must be in (0, 1], got {self.recover_step}")
         require(0.0 < self.clear_fraction <= 1.0, "swap_adapt.clear_fraction",
-                "must be in (0, 1], got {}".format(self.clear_fraction))
+                f"must be in (0, 1], got {self.clear_fraction}")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class SwapRatioAdapter:
     def reset(self, profiled_ratio: float) -> None:
         """Start a new task at its profiled ratio (streaks cleared)."""
         if not (math.isfinite(profiled_ratio) and 0.0 <= profiled_ratio <= 1.0):
-            raise InputError("profiled swap ratio must be in [0, 1], got {!r}".format(profiled_ratio))
+            raise InputError(f"profiled swap ratio must be in [0, 1], got {profiled_ratio!r}")
         self.profiled_ratio = float(profiled_ratio)
         self.ratio = float(profiled_ratio)
         self.floor = min(self.config.floor, self.profiled_ratio)
@@ -104,8 +104,7 @@ class SwapRatioAdapter:
     def _classify(self, stats: SwapWindowStats) -> str:
         cfg = self.config
         if stats.backlog < 0 or stats.swaps_done < 0:
-            raise InputError("swap stats must be >= 0, got backlog={} swaps_done={}".format(
-                stats.backlog, stats.swaps_done))
+            raise InputError(f"swap stats must be >= 0, got backlog={stats.backlog} swaps_done={stats.swaps_done}")
         latency_known = math.isfinite(stats.latency_p95_s) and (stats.swaps_done > 0 or stats.latency_p95_s > 0)
         if stats.backlog > cfg.max_backlog or (latency_known and stats.latency_p95_s > cfg.max_read_latency_s):
             return "congested"
@@ -118,8 +117,7 @@ class SwapRatioAdapter:
         self.window += 1
         state = self._classify(stats)
         cfg = self.config
-        what = "backlog {} (budget {}), read latency p95 {:.3f} s / ewma {:.3f} s (budget {:.3f} s)".format(
-            stats.backlog, cfg.max_backlog, stats.latency_p95_s, stats.latency_ewma_s, cfg.max_read_latency_s)
+        what = f"backlog {stats.backlog} (budget {cfg.max_backlog}), read latency p95 {stats.latency_p95_s:.3f} s / ewma {stats.latency_ewma_s:.3f} s (budget {cfg.max_read_latency_s:.3f} s)"
         if state == "congested":
             self._calm = 0
             self._congested += 1
@@ -130,8 +128,7 @@ class SwapRatioAdapter:
             if new >= self.ratio:
                 logger.debug("swap I/O congested but the ratio is at its floor %.3f", self.floor)
                 return None
-            return self._change(new, "congested for {} windows: {}; halving the swap ratio".format(
-                cfg.congested_windows, what))
+            return self._change(new, f"congested for {cfg.congested_windows} windows: {what}; halving the swap ratio")
         self._congested = 0
         if state == "neutral":
             self._calm = 0
@@ -140,8 +137,7 @@ class SwapRatioAdapter:
         if self._calm < cfg.clear_windows or self.ratio >= self.profiled_ratio:
             return None
         new = min(self.profiled_ratio, self.ratio + cfg.recover_step * self.profiled_ratio)
-        return self._change(new, "calm for {} windows: {}; recovering toward the profiled ratio {:.3f}".format(
-            self._calm, what, self.profiled_ratio))
+        return self._change(new, f"calm for {self._calm} windows: {what}; recovering toward the profiled ratio {self.profiled_ratio:.3f}")
 
     def _change(self, new: float, reason: str) -> RatioChange:
         change = RatioChange(old=self.ratio, new=new, reason=reason, window=self.window)
@@ -181,18 +177,16 @@ class MemoryBudgetAdapter:
                current: Optional[Candidate] = None) -> BudgetDecision:
         budget_mb = budget_bytes / _MB
         if current is not None and fits(current, budget_bytes):
-            return BudgetDecision(current, False, "{} still fits the memory budget of {:.2f} MB; keeping it".format(
-                current.label(), budget_mb))
+            return BudgetDecision(current, False, f"{current.label()} still fits the memory budget of {budget_mb:.2f} MB; keeping it")
         choice = best_fitting(trials, budget_bytes, self.scorer)
-        was = "{} needs {:.2f} MB, over the new budget of {:.2f} MB".format(
-            current.label(), current.memory_bytes / _MB, budget_mb) if current is not None else \
+        was = f"{current.label()} needs {current.memory_bytes / _MB:.2f} MB, over the new budget of {budget_mb:.2f} MB" if current is not None else \
             "no current candidate"
         if choice is None:
             n_fit = sum(1 for t in trials if fits(t.candidate, budget_bytes))
-            reason = ("{}; none of the {} profiled candidates fits and was scored ({} fit but were not ok); "
-                      "fall back to max_fit for this budget").format(was, len(trials), n_fit)
+            reason = (f"{was}; none of the {len(trials)} profiled candidates fits and was scored ({n_fit} fit but were not ok); "
+                      "fall back to max_fit for this budget")
             logger.warning("%s", reason)
             return BudgetDecision(None, True, reason)
-        reason = "{}; switching without re-profiling: {}".format(was, choice.reason)
+        reason = f"{was}; switching without re-profiling: {choice.reason}"
         logger.info("%s", reason)
         return BudgetDecision(choice.candidate, choice.candidate != current, reason, choice)

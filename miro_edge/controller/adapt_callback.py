@@ -24,8 +24,8 @@ class AdaptCallback(TrainCallback):
         # its ratio (late reads make the trainer wait instead, counted in SwapStats.wait_s).
         adaptive = worker is not None and worker.MODE == "async"
         self.adapter = SwapRatioAdapter(controller.config.swap_adapt, worker.swap_ratio) if adaptive else None
-        self.switch = None  # type: Optional[BudgetDecision]
-        self._checked_budget = None  # type: Optional[int]
+        self.switch: Optional[BudgetDecision] = None
+        self._checked_budget: Optional[int] = None
 
     def after_task(self, ctx: TaskContext) -> None:
         if not ctx.stopped:  # a fit cut for a budget switch continues; evidence comes at its end

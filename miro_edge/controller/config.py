@@ -4,6 +4,8 @@
 policy name against it; each policy module registers itself on import, and the package's
 ``__init__`` imports them all before anyone can build a config.
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
@@ -18,7 +20,7 @@ from miro_edge.utils.registry import Registry
 if TYPE_CHECKING:  # pragma: no cover
     from miro_edge.controller.miro import MiroController
 
-POLICIES = Registry("controller policy")  # type: Registry[MiroController]
+POLICIES: Registry[MiroController] = Registry("controller policy")
 
 
 @dataclass(frozen=True)

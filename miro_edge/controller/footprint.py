@@ -28,7 +28,7 @@ def measure_overhead_bytes(model: nn.Module, input_shape: Sequence[int], batch_s
     if hasattr(probe, "grow"):
         probe.grow(num_classes)
     params = sum(p.numel() * p.element_size() for p in probe.parameters())
-    sizes = []  # type: List[int]
+    sizes: List[int] = []
 
     def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
         if isinstance(output, torch.Tensor):
@@ -52,7 +52,7 @@ class MemoryBudget:
     def __init__(self, config: ControllerConfig, snapshot: Optional[Callable[[], Any]]) -> None:
         self._config = config
         self._snapshot = snapshot
-        self._override = None  # type: Optional[int]
+        self._override: Optional[int] = None
         self._lock = threading.Lock()
 
     def set_bytes(self, value: Optional[int]) -> None:

@@ -110,7 +110,7 @@ class ForgettingModel:
 
     def __init__(self, config: ForgettingConfig) -> None:
         self.config = config
-        self.observations = []  # type: List[Observation]
+        self.observations: List[Observation] = []
 
     def observe(self, task_id: int, per_class: float, sb_per_class: float, old_accuracy: float,
                 new_accuracy: float) -> Optional[Observation]:
@@ -153,9 +153,8 @@ class ForgettingModel:
             kept = [k for k in allowed if k[0] >= keep]
             allowed = kept or [k for k in keys if k[0] >= keep]
         top = max(keys, key=lambda k: predicted[k])
-        reason = ("tau {:.1f} samples/class from {} task(s) of evidence: {} of {} candidates predicted within {:.3f} "
-                  "of the best ({}/{} at {:.3f})").format(self.tau, len(self.observations), len(allowed), len(keys),
-                                                          slack, top[0], top[1], best)
+        reason = (f"tau {self.tau:.1f} samples/class from {len(self.observations)} task(s) of evidence: {len(allowed)} of {len(keys)} candidates predicted within {slack:.3f} "
+                  f"of the best ({top[0]}/{top[1]} at {best:.3f})")
         if keep:
             reason += "; EM >= {} kept: it holds {} samples replay paid for{}".format(
                 keep, held_em, "" if keep >= held_em else " (the budget caps it)")

@@ -54,15 +54,15 @@ class GridConfig:
                                               "leftover")
 
     def __post_init__(self) -> None:
-        require(self.em_steps >= 1, "grid.em_steps", "must be >= 1, got {}".format(self.em_steps))
-        require(self.sb_steps >= 1, "grid.sb_steps", "must be >= 1, got {}".format(self.sb_steps))
+        require(self.em_steps >= 1, "grid.em_steps", f"must be >= 1, got {self.em_steps}")
+        require(self.sb_steps >= 1, "grid.sb_steps", f"must be >= 1, got {self.sb_steps}")
         require(self.spacing in SPACINGS, "grid.spacing",
                 "must be one of {}, got {!r}".format(", ".join(SPACINGS), self.spacing))
         require(self.min_em_per_class >= 1, "grid.min_em_per_class",
-                "must be >= 1, got {}".format(self.min_em_per_class))
-        require(self.min_sb_size >= 1, "grid.min_sb_size", "must be >= 1, got {}".format(self.min_sb_size))
+                f"must be >= 1, got {self.min_em_per_class}")
+        require(self.min_sb_size >= 1, "grid.min_sb_size", f"must be >= 1, got {self.min_sb_size}")
         require(0 <= self.max_fit_em_share < 1, "grid.max_fit_em_share",
-                "must be in [0, 1), got {}".format(self.max_fit_em_share))
+                f"must be in [0, 1), got {self.max_fit_em_share}")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Candidate:
         return (self.em_size, self.sb_size)
 
     def label(self) -> str:
-        return "EM {} / SB {} ({:.1f} MB)".format(self.em_size, self.sb_size, self.memory_bytes / _MB)
+        return f"EM {self.em_size} / SB {self.sb_size} ({self.memory_bytes / _MB:.1f} MB)"
 
 
 @dataclass(frozen=True)
@@ -103,17 +103,17 @@ class GridInputs:
 
     def __post_init__(self) -> None:
         if self.bytes_per_sample <= 0:
-            raise InputError("bytes_per_sample must be > 0 (sample nbytes + label/bookkeeping), got {}"
-                             .format(self.bytes_per_sample))
+            raise InputError(f"bytes_per_sample must be > 0 (sample nbytes + label/bookkeeping), got {self.bytes_per_sample}"
+                             )
         if self.fixed_overhead_bytes < 0:
-            raise InputError("fixed_overhead_bytes must be >= 0, got {}".format(self.fixed_overhead_bytes))
+            raise InputError(f"fixed_overhead_bytes must be >= 0, got {self.fixed_overhead_bytes}")
         if self.memory_budget_bytes <= 0:
-            raise InputError("memory_budget_bytes must be > 0, got {}".format(self.memory_budget_bytes))
+            raise InputError(f"memory_budget_bytes must be > 0, got {self.memory_budget_bytes}")
         if self.task_size < 1:
             raise InputError("task_size must be >= 1: a task without samples has nothing to profile")
         bad = {c: n for c, n in self.class_counts.items() if n < 0}
         if bad:
-            raise InputError("class_counts must be >= 0; negative for classes {}".format(sorted(bad)))
+            raise InputError(f"class_counts must be >= 0; negative for classes {sorted(bad)}")
         # a private copy: the caller's dict may change while this object lives
         object.__setattr__(self, "class_counts", {int(c): int(n) for c, n in self.class_counts.items() if n > 0})
 
@@ -226,8 +226,8 @@ def build_grid(inputs: GridInputs, config: GridConfig = GridConfig()) -> Grid:
     sb_lo = min(config.min_sb_size, inputs.task_size)
     em_axis = _em_axis(inputs, config, room - sb_lo)
     sb_axis = _sb_axis(inputs, config, room - _min_em(inputs, config))
-    fitting = []  # type: List[Candidate]
-    blacklisted = []  # type: List[Tuple[Candidate, str]]
+    fitting: List[Candidate] = []
+    blacklisted: List[Tuple[Candidate, str]] = []
     for em in em_axis:
         for sb in sb_axis:
             cand = inputs.candidate(em, sb)
@@ -243,8 +243,7 @@ def build_grid(inputs: GridInputs, config: GridConfig = GridConfig()) -> Grid:
 
 
 def over_budget_reason(candidate: Candidate, budget_bytes: int) -> str:
-    return "needs {:.2f} MB, over the memory budget of {:.2f} MB".format(
-        candidate.memory_bytes / _MB, budget_bytes / _MB)
+    return f"needs {candidate.memory_bytes / _MB:.2f} MB, over the memory budget of {budget_bytes / _MB:.2f} MB"
 
 
 def fits(candidate: Candidate, budget_bytes: int) -> bool:
@@ -267,9 +266,8 @@ def max_fit(budget_bytes: int, inputs: GridInputs, config: GridConfig = GridConf
     em_reserve = min(_min_em(inputs, config), inputs.em_capacity)
     if room < em_reserve + 1:
         raise InfeasibleBudgetError(
-            "memory budget {:.2f} MB cannot hold the fixed overhead {:.2f} MB plus {} EM samples and one "
-            "SB sample at {} B each; raise the memory budget or use a smaller model".format(
-                budget_bytes / _MB, inputs.fixed_overhead_bytes / _MB, em_reserve, inputs.bytes_per_sample))
+            f"memory budget {budget_bytes / _MB:.2f} MB cannot hold the fixed overhead {inputs.fixed_overhead_bytes / _MB:.2f} MB plus {em_reserve} EM samples and one "
+            f"SB sample at {inputs.bytes_per_sample} B each; raise the memory budget or use a smaller model")
     em_first = min(inputs.em_capacity, max(em_reserve, int(room * config.max_fit_em_share)), room - 1)
     sb = min(inputs.task_size, room - em_first)
     em = min(inputs.em_capacity, room - sb)

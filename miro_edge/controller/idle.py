@@ -36,16 +36,16 @@ def parse_time_window(text: str) -> Tuple[datetime.time, datetime.time]:
     """Parse ``"HH:MM-HH:MM"`` (local time; the end is exclusive; may cross midnight)."""
     parts = text.split("-")
     if len(parts) != 2:
-        raise ConfigError("idle.time_window: expected 'HH:MM-HH:MM' (e.g. '01:00-05:00'), got {!r}".format(text))
+        raise ConfigError(f"idle.time_window: expected 'HH:MM-HH:MM' (e.g. '01:00-05:00'), got {text!r}")
     bounds = []
     for part in parts:
         try:
             bounds.append(datetime.datetime.strptime(part.strip(), "%H:%M").time())
         except ValueError:
-            raise ConfigError("idle.time_window: {!r} is not a time HH:MM in {!r}".format(part, text)) from None
+            raise ConfigError(f"idle.time_window: {part!r} is not a time HH:MM in {text!r}") from None
     if bounds[0] == bounds[1]:
-        raise ConfigError("idle.time_window: start equals end in {!r}; leave time_window unset to allow "
-                          "any time of day".format(text))
+        raise ConfigError(f"idle.time_window: start equals end in {text!r}; leave time_window unset to allow "
+                          "any time of day")
     return bounds[0], bounds[1]
 
 
@@ -67,7 +67,7 @@ class IdlePolicyConfig:
 
     def __post_init__(self) -> None:
         require(0.0 <= self.max_live_load <= 1.0, "idle.max_live_load",
-                "must be in [0, 1], got {}".format(self.max_live_load))
+                f"must be in [0, 1], got {self.max_live_load}")
         if self.time_window is not None:
             parse_time_window(self.time_window)
 
@@ -104,11 +104,11 @@ class IdlePolicy:
         blocked = []
         load = getattr(snapshot, "live_load", None)
         if load is None or not math.isfinite(load):
-            blocked.append("live load unknown ({!r})".format(load))
+            blocked.append(f"live load unknown ({load!r})")
         elif load <= cfg.max_live_load:
-            ok.append("live load {:.2f} <= {:.2f}".format(load, cfg.max_live_load))
+            ok.append(f"live load {load:.2f} <= {cfg.max_live_load:.2f}")
         else:
-            blocked.append("live load {:.2f} > {:.2f}".format(load, cfg.max_live_load))
+            blocked.append(f"live load {load:.2f} > {cfg.max_live_load:.2f}")
         if cfg.require_external_power:
             power = getattr(snapshot, "on_external_power", None)
             if power is True:
@@ -153,7 +153,7 @@ class IdleGate:
         self._monotonic = monotonic
         self.pauses = 0
         self.paused_s = 0.0
-        self.last_decision = None  # type: Optional[Decision]
+        self.last_decision: Optional[Decision] = None
 
     def check(self) -> Decision:
         """One non-blocking evaluation of the policy on a fresh snapshot."""
@@ -168,12 +168,12 @@ class IdleGate:
         A call with neither ``stop_event`` nor ``timeout_s`` could block forever and is refused.
         """
         if poll_s <= 0:
-            raise ConfigError("poll_s must be > 0, got {}".format(poll_s))
+            raise ConfigError(f"poll_s must be > 0, got {poll_s}")
         if stop_event is None and timeout_s is None:
             raise ConfigError("wait_until_allowed needs a stop_event or a timeout_s; otherwise it could "
                               "block forever")
         if timeout_s is not None and timeout_s < 0:
-            raise ConfigError("timeout_s must be >= 0, got {}".format(timeout_s))
+            raise ConfigError(f"timeout_s must be >= 0, got {timeout_s}")
         event = stop_event if stop_event is not None else threading.Event()
         start = self._monotonic()
         polls = 1
@@ -186,11 +186,11 @@ class IdleGate:
             while True:
                 if event.is_set():
                     return GateResult(False, self._monotonic() - start, polls,
-                                      "stopped while waiting ({})".format(decision.reason))
+                                      f"stopped while waiting ({decision.reason})")
                 elapsed = self._monotonic() - start
                 if timeout_s is not None and elapsed >= timeout_s:
                     return GateResult(False, elapsed, polls,
-                                      "timed out after {:.1f} s ({})".format(elapsed, decision.reason))
+                                      f"timed out after {elapsed:.1f} s ({decision.reason})")
                 wait = poll_s if timeout_s is None else min(poll_s, max(0.0, timeout_s - elapsed))
                 if event.wait(wait):
                     continue  # stop requested: reported at the top of the loop

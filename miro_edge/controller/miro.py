@@ -17,18 +17,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from miro_edge.errors import MiroEdgeError
 from miro_edge.controller.adapt import BudgetDecision, MemoryBudgetAdapter
 from miro_edge.controller.adapt_callback import AdaptCallback
 from miro_edge.controller.config import POLICIES, ControllerConfig
-from miro_edge.controller.forgetting import ForgettingModel, PerClass
 from miro_edge.controller.footprint import MB, MemoryBudget, bytes_per_sample, measure_overhead_bytes
+from miro_edge.controller.forgetting import ForgettingModel, PerClass
 from miro_edge.controller.grid import Candidate, Grid, GridInputs, build_grid, describe_grid, fits, max_fit
 from miro_edge.controller.idle import IdleGate, IdlePolicy
 from miro_edge.controller.report import ChoiceEvent, TrialEvent
 from miro_edge.controller.scorer import Choice, NoViableCandidateError, Trial, TrialStatus, create_scorer
-from miro_edge.controller.trials import (TrialRun, extrapolate_energy, measured, profile_data_ratio, shuffled_sb,
-                                         validation_slice)
+from miro_edge.controller.trials import (
+    TrialRun,
+    extrapolate_energy,
+    measured,
+    profile_data_ratio,
+    shuffled_sb,
+    validation_slice,
+)
+from miro_edge.errors import MiroEdgeError
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.swap import SwapConfig, SwapWorker
 from miro_edge.memory.types import SampleSource
@@ -71,14 +77,14 @@ class MiroController:
         self.budget = MemoryBudget(config, snapshot)
         self.gate = IdleGate(IdlePolicy(config.idle), snapshot) if config.idle is not None and snapshot else None
         self.stop = threading.Event()  # set by the app to cancel waiting for an idle window
-        self.trials = []  # type: List[Trial]
-        self.current = None  # type: Optional[Candidate]
+        self.trials: List[Trial] = []
+        self.current: Optional[Candidate] = None
         self.profiled_swap_ratio = 0.0
-        self._overhead = None  # type: Optional[int]
-        self._inputs = None  # type: Optional[GridInputs]
-        self._passes = {}  # type: Dict[Tuple[int, int], int]
+        self._overhead: Optional[int] = None
+        self._inputs: Optional[GridInputs] = None
+        self._passes: Dict[Tuple[int, int], int] = {}
         self.forgetting = ForgettingModel(config.forgetting)
-        self._val = None  # type: Optional[Tuple[np.ndarray, np.ndarray, List[int]]]  # last profile's slice
+        self._val: Optional[Tuple[np.ndarray, np.ndarray, List[int]]] = None  # last profile's slice
         self._fixed_passes_per_run = 0.0  # profiling cost outside training, per run, in sample-passes
         self._profile_work = (0, 0)  # (sample-passes trained, runs) of the profile in progress
 
@@ -116,7 +122,7 @@ class MiroController:
         Trials swap like the live run (``swap``: ratio and mode), so a deterministic run profiles
         deterministically too."""
         with torch.random.fork_rng(devices=[]):  # not even the live run's random stream moves
-            with self.meter.window("profile-task-{}".format(task_id)) as window:
+            with self.meter.window(f"profile-task-{task_id}") as window:
                 result = self._profile(task_id, model, em, task_x, task_y, store, old_classes, swap)
         # Everything profiling cost (copies, validation, worker start-up, the gaps between trials),
         # not only the trials' own windows: that is what the profile_share target is about.
@@ -146,7 +152,7 @@ class MiroController:
                                    self.train_config.epochs, fixed)
         self.recorder.record("grid", task_id=task_id, data_ratio=ratio, fixed_passes=fixed, **describe_grid(grid))
         energy = 0.0
-        label = None  # type: Optional[str]
+        label: Optional[str] = None
         val_x, val_y = self.validation_slice(store, list(old_classes) + new_classes, task_id)
         self._val = (val_x, val_y, list(old_classes))
         skip = self._why_no_trials(candidates, fixed, spread)
@@ -157,7 +163,7 @@ class MiroController:
         warm = copy.deepcopy(model)
         if self.config.warm_start_epochs:
             warm_sb = shuffled_sb(task_x, task_y, len(task_y), rng)
-            result, _ = measured(self.meter, "profile-warm-task-{}".format(task_id), lambda: IncrementalTrainer(
+            result, _ = measured(self.meter, f"profile-warm-task-{task_id}", lambda: IncrementalTrainer(
                 warm, self.train_config).fit(task_id, warm_sb, EpisodicMemory(0, task_x.shape[1:]),
                                              epochs=self.config.warm_start_epochs,
                                              data_ratio=ratio,
@@ -167,7 +173,7 @@ class MiroController:
             warm_passes, warm_runs = result.sample_passes, 1
         else:
             warm_passes, warm_runs = 0, 0
-        runs = []  # type: List[TrialRun]
+        runs: List[TrialRun] = []
         halving = self.config.successive_halving and self.config.trial_epochs > 1
         for cand in candidates:
             self.wait_for_idle()
@@ -186,7 +192,7 @@ class MiroController:
                 self.wait_for_idle()
                 run.train(self.config.trial_epochs - 1, val_x, val_y)
             for run in ranked[keep:]:
-                run.note = "stopped after 1 of {} epochs (accuracy in the lower half)".format(self.config.trial_epochs)
+                run.note = f"stopped after 1 of {self.config.trial_epochs} epochs (accuracy in the lower half)"
         elif halving:
             for run in runs:
                 run.train(self.config.trial_epochs - 1, val_x, val_y)
@@ -204,13 +210,13 @@ class MiroController:
             event = TrialEvent.from_trial(task_id, trial)
             self.recorder.record(event.KIND, **event.fields())
         try:
-            choice = self.scorer.choose(trials)  # type: Optional[Choice]
+            choice: Optional[Choice] = self.scorer.choose(trials)
             candidate, reason = choice.candidate, choice.reason + rule_reason
             choice = dataclasses.replace(choice, reason=reason)
             event = ChoiceEvent.from_choice(task_id, choice)
         except NoViableCandidateError as exc:
             choice, candidate = None, max_fit(inputs.memory_budget_bytes, inputs, self.config.grid)
-            reason = "{}; applying max-fit {} for this budget".format(exc, candidate.label())
+            reason = f"{exc}; applying max-fit {candidate.label()} for this budget"
             logger.warning("task %d: %s", task_id, reason)
             event = ChoiceEvent(task_id, candidate.em_size, candidate.sb_size, "max_fit_fallback", reason, None)
         self.recorder.record(event.KIND, **event.fields())
@@ -233,12 +239,12 @@ class MiroController:
         if len(candidates) <= 1:
             return "one candidate allowed"
         if spread <= self.config.forgetting.tolerance:
-            return "every allowed candidate is predicted within {:.3f} of the others".format(spread)
+            return f"every allowed candidate is predicted within {spread:.3f} of the others"
         cap = self.config.max_profile_share
         cheapest = min(c.em_size + c.sb_size for c in candidates) * self.train_config.epochs
         if cap is not None and fixed >= cap * cheapest:
-            return ("the profile's fixed cost ({:.0f} sample-pass equivalents, measured on the last profile) exceeds "
-                    "max_profile_share of the cheapest allowed training").format(fixed)
+            return (f"the profile's fixed cost ({fixed:.0f} sample-pass equivalents, measured on the last profile) exceeds "
+                    "max_profile_share of the cheapest allowed training")
         return ""
 
     def _without_trials(self, task_id: int, candidates: Sequence[Candidate], trials: List[Trial], why: str,
@@ -246,8 +252,7 @@ class MiroController:
         """Trials cannot pay for themselves (``_why_no_trials``): apply the cheapest candidate
         the forgetting rule allows, untried."""
         candidate = min(candidates, key=lambda c: (c.em_size + c.sb_size, c.memory_bytes))
-        reason = "{} chosen without trials, the cheapest allowed candidate: {}.{}".format(
-            candidate.label(), why, rule_reason)
+        reason = f"{candidate.label()} chosen without trials, the cheapest allowed candidate: {why}.{rule_reason}"
         trials = trials + [Trial(c, None, None, "none", None, TrialStatus.SKIPPED, "profiling skipped: " + reason)
                            for c in candidates]
         for trial in trials:
@@ -284,8 +289,7 @@ class MiroController:
         self.recorder.record("em_rule", **rule.fields())
         allowed = set(rule.allowed)
         kept = [c for c in candidates if c.key in allowed]
-        skipped = [Trial(c, None, None, "none", None, TrialStatus.SKIPPED, "not allowed by the forgetting rule ({})".format(
-            rule.reason)) for c in candidates if c.key not in allowed]
+        skipped = [Trial(c, None, None, "none", None, TrialStatus.SKIPPED, f"not allowed by the forgetting rule ({rule.reason})") for c in candidates if c.key not in allowed]
         spread = max(rule.predicted[c.key] for c in kept) - min(rule.predicted[c.key] for c in kept)
         return kept, skipped, " Forgetting rule: " + rule.reason + ".", spread
 

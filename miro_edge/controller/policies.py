@@ -26,7 +26,7 @@ class MaxFitPolicy(MiroController):
                 store: SampleSource, old_classes: Sequence[int], swap: SwapConfig) -> ProfileResult:
         inputs, _ = self._task_inputs(model, task_x, task_y, store, old_classes)
         candidate = max_fit(inputs.memory_budget_bytes, inputs, self.config.grid)
-        reason = "max-fit: the largest EM and SB within {:.2f} MB".format(inputs.memory_budget_bytes / MB)
+        reason = f"max-fit: the largest EM and SB within {inputs.memory_budget_bytes / MB:.2f} MB"
         event = ChoiceEvent(task_id, candidate.em_size, candidate.sb_size, "max_fit", reason, None)
         self.recorder.record(event.KIND, **event.fields())
         self.current = candidate

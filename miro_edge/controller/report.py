@@ -165,9 +165,9 @@ def load_results(path: Union[str, Path]) -> List[TaskRecord]:
     InputError naming the field.
     """
     if not Path(path).is_file():
-        raise InputError("results file {} does not exist; pass the results.jsonl of a run".format(path))
+        raise InputError(f"results file {path} does not exist; pass the results.jsonl of a run")
     readers = {TRIAL_KIND: TrialEvent, CHOICE_KIND: ChoiceEvent, SWAP_RATIO_KIND: SwapRatioEvent}
-    tasks = OrderedDict()  # type: Dict[Any, Dict[str, List[Any]]]
+    tasks: Dict[Any, Dict[str, List[Any]]] = OrderedDict()
     for event in read_events(path):
         cls = readers.get(event.get("kind"))
         if cls is None:
@@ -188,7 +188,7 @@ def _fmt(value: Optional[float], spec: str) -> str:
 
 def summary_table(tasks: List[TaskRecord]) -> str:
     """A fixed-width text table per task: every candidate, its status and the choice."""
-    lines = []  # type: List[str]
+    lines: List[str] = []
     header = "{:>2} {:>8} {:>8} {:>9} {:>8} {:>10} {:>11} {:>9} {:<12} {}".format(
         "", "em_size", "sb_size", "mem_MB", "accuracy", "energy_J", "acc_per_kJ", "seconds", "status", "note")
     for task in tasks:
@@ -215,7 +215,7 @@ def summary_table(tasks: List[TaskRecord]) -> str:
             lines.append("   choice ({}, cutline accuracy {}): EM {} / SB {}. {}".format(
                 c.scorer, _fmt(c.cutline_accuracy, ".4f"), c.em_size, c.sb_size, c.reason))
         for s in task.swap_changes:
-            lines.append("   swap ratio {:.3f} -> {:.3f}: {}".format(s.old, s.new, s.reason))
+            lines.append(f"   swap ratio {s.old:.3f} -> {s.new:.3f}: {s.reason}")
         lines.append("")
     if not tasks:
         lines.append("no controller events (trial/choice/swap_ratio) in this results file")
@@ -226,7 +226,7 @@ def _energy_axis_label(sources: List[str]) -> str:
     if not sources:
         return "training energy per trial (J)"
     if len(sources) == 1:
-        return "training energy per trial (J, {})".format(sources[0])
+        return f"training energy per trial (J, {sources[0]})"
     return "training energy per trial (J, mixed: {})".format(" + ".join(sources))
 
 
@@ -245,9 +245,9 @@ def plot_task(task: TaskRecord, out_path: Union[str, Path]) -> Path:
         pts = [t for t in ok if t.energy_source == source]
         if pts:
             ax.scatter([t.energy_j for t in pts], [t.accuracy for t in pts], marker=marker, s=36,
-                       color="tab:blue", alpha=0.85, label="candidate ({})".format(source), zorder=2)
+                       color="tab:blue", alpha=0.85, label=f"candidate ({source})", zorder=2)
     for t in ok:
-        ax.annotate("{}/{}".format(t.em_size, t.sb_size), (t.energy_j, t.accuracy), fontsize=7,
+        ax.annotate(f"{t.em_size}/{t.sb_size}", (t.energy_j, t.accuracy), fontsize=7,
                     xytext=(4, 3), textcoords="offset points", color="0.3")
     degenerate = [t for t in task.trials if t.status == TrialStatus.DEGENERATE
                   and t.accuracy is not None and t.energy_j is not None]
@@ -257,26 +257,25 @@ def plot_task(task: TaskRecord, out_path: Union[str, Path]) -> Path:
     cut = task.choices[-1].cutline_accuracy if task.choices else None
     if cut is not None:
         ax.axhline(cut, color="tab:orange", linestyle="--", linewidth=1.2,
-                   label="cutline (accuracy {:.3f})".format(cut), zorder=1)
+                   label=f"cutline (accuracy {cut:.3f})", zorder=1)
     for i, (choice, trial) in enumerate(task.chosen_trials()):
         if trial is None:
             continue
         ax.scatter([trial.energy_j], [trial.accuracy], marker="*", s=260, color="tab:red",
                    edgecolors="black", linewidths=0.6, zorder=3,
-                   label="chosen ({})".format(choice.scorer) if i == 0 else "re-chosen ({})".format(choice.scorer))
+                   label=f"chosen ({choice.scorer})" if i == 0 else f"re-chosen ({choice.scorer})")
     unplotted = [t for t in task.trials if t.status != TrialStatus.OK and t not in degenerate]
     if unplotted:
         text = "not trained / not scored:\n" + "\n".join(
-            "EM {} / SB {}: {}{}".format(t.em_size, t.sb_size, t.status, " ({})".format(t.reason) if t.reason else "")
+            "EM {} / SB {}: {}{}".format(t.em_size, t.sb_size, t.status, f" ({t.reason})" if t.reason else "")
             for t in unplotted[:8])
         if len(unplotted) > 8:
-            text += "\n... and {} more".format(len(unplotted) - 8)
+            text += f"\n... and {len(unplotted) - 8} more"
         ax.text(0.99, 0.01, text, transform=ax.transAxes, fontsize=6.5, ha="right", va="bottom",
                 bbox={"boxstyle": "round", "facecolor": "0.95", "edgecolor": "0.7"}, zorder=4)
     ax.set_xlabel(_energy_axis_label(task.energy_sources()))
     ax.set_ylabel("validation accuracy (held-out store slice)")
-    ax.set_title("task {}: {} candidates ({} trained); points labelled EM/SB".format(
-        task.task_id, len(task.trials), len(ok)))
+    ax.set_title(f"task {task.task_id}: {len(task.trials)} candidates ({len(ok)} trained); points labelled EM/SB")
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="upper left")
@@ -306,12 +305,12 @@ def write_report(results_path: Union[str, Path], out_dir: Union[str, Path]) -> R
     tasks = load_results(results_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pngs = []  # type: List[Path]
+    pngs: List[Path] = []
     for task in tasks:
         if not task.trials:
             logger.info("task %s has no trial events; no plot", task.task_id)
             continue
-        pngs.append(plot_task(task, out / "task_{}.png".format(_safe_name(task.task_id))))
+        pngs.append(plot_task(task, out / f"task_{_safe_name(task.task_id)}.png"))
     summary = summary_table(tasks)
     summary_path = atomic_write(out / "summary.txt", lambda f: f.write(summary), "w", perms=0o644)
     return Report(tuple(tasks), tuple(pngs), summary_path, summary)

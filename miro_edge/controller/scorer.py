@@ -68,11 +68,11 @@ class Trial:
         if self.status != TrialStatus.OK:
             return
         if not (_finite(self.accuracy) and 0.0 <= self.accuracy <= 1.0):  # type: ignore[operator]
-            raise InputError("an ok trial of {} needs an accuracy in [0, 1], got {!r}; mark it "
-                             "'degenerate' instead".format(self.candidate.label(), self.accuracy))
+            raise InputError(f"an ok trial of {self.candidate.label()} needs an accuracy in [0, 1], got {self.accuracy!r}; mark it "
+                             "'degenerate' instead")
         if not (_finite(self.energy_j) and self.energy_j > 0):  # type: ignore[operator]
-            raise InputError("an ok trial of {} needs a finite energy_j > 0, got {!r}; mark it "
-                             "'degenerate' instead".format(self.candidate.label(), self.energy_j))
+            raise InputError(f"an ok trial of {self.candidate.label()} needs a finite energy_j > 0, got {self.energy_j!r}; mark it "
+                             "'degenerate' instead")
         if self.energy_source not in ENERGY_SOURCES:
             raise InputError("energy_source must be one of {}, got {!r}".format(
                 ", ".join(ENERGY_SOURCES), self.energy_source))
@@ -128,12 +128,12 @@ class ScorerConfig:
 
     def __post_init__(self) -> None:
         require(self.cut in ("fraction", "standard_error"), "scorer.cut",
-                "must be 'fraction' or 'standard_error', got {!r}".format(self.cut))
-        require(self.se_z >= 0, "scorer.se_z", "must be >= 0, got {}".format(self.se_z))
+                f"must be 'fraction' or 'standard_error', got {self.cut!r}")
+        require(self.se_z >= 0, "scorer.se_z", f"must be >= 0, got {self.se_z}")
         require(self.name in SCORERS, "scorer.name", "unknown scorer {!r}; choose one of: {}".format(
             self.name, ", ".join(SCORERS.names())))
         require(0.0 < self.cutline <= 1.0, "scorer.cutline",
-                "must be in (0, 1], got {}".format(self.cutline))
+                f"must be in (0, 1], got {self.cutline}")
 
 
 class Scorer:
@@ -149,7 +149,7 @@ class Scorer:
 
     def __init__(self, cutline: float = 0.5, cut: str = "fraction", se_z: float = 1.0) -> None:
         if not 0.0 < cutline <= 1.0:
-            raise InputError("cutline must be in (0, 1], got {}".format(cutline))
+            raise InputError(f"cutline must be in (0, 1], got {cutline}")
         self.cutline = cutline
         self.cut_mode = cut
         self.se_z = se_z
@@ -158,7 +158,7 @@ class Scorer:
         raise NotImplementedError
 
     def describe_score(self, trial: Trial) -> str:
-        return "{:.4g}".format(self.score(trial))
+        return f"{self.score(trial):.4g}"
 
     def cut(self, trials: Sequence[Trial]) -> Tuple[List[Trial], float]:
         """Scorable trials kept by the accuracy cut, in input order, and the cutline accuracy.
@@ -168,8 +168,8 @@ class Scorer:
         """
         scored = [t for t in trials if t.scorable]
         if not scored:
-            raise NoViableCandidateError("no trial can be scored ({}); profile again in the next idle "
-                                         "window or fall back to max_fit".format(_status_summary(trials)))
+            raise NoViableCandidateError(f"no trial can be scored ({_status_summary(trials)}); profile again in the next idle "
+                                         "window or fall back to max_fit")
         ranked = sorted(scored, key=lambda t: -t.accuracy)  # type: ignore[operator]
         best = ranked[0]
         if self.cut_mode == "standard_error" and best.val_samples:
@@ -202,14 +202,12 @@ class Scorer:
 
     def _reason(self, best: Trial, kept: Sequence[Trial], n_scored: int, threshold: float,
                 excluded: Dict[str, int], sources: Sequence[str]) -> str:
-        rule = "top {:.0%}".format(self.cutline) if self.cut_mode == "fraction" or not best.val_samples else \
-            "within {:g} standard errors of the best".format(self.se_z)
-        text = ("{} has the {} ({}: accuracy {:.3f}, {:.4g} J {}) among the {} of {} scored candidates "
-                "at or above the cutline accuracy {:.3f} ({})").format(
-            best.candidate.label(), self.merit, self.describe_score(best), best.accuracy, best.energy_j,
-            best.energy_source, len(kept), n_scored, threshold, rule)
+        rule = f"top {self.cutline:.0%}" if self.cut_mode == "fraction" or not best.val_samples else \
+            f"within {self.se_z:g} standard errors of the best"
+        text = (f"{best.candidate.label()} has the {self.merit} ({self.describe_score(best)}: accuracy {best.accuracy:.3f}, {best.energy_j:.4g} J {best.energy_source}) among the {len(kept)} of {n_scored} scored candidates "
+                f"at or above the cutline accuracy {threshold:.3f} ({rule})")
         if excluded:
-            text += "; not scored: " + ", ".join("{} {}".format(n, s) for s, n in sorted(excluded.items()))
+            text += "; not scored: " + ", ".join(f"{n} {s}" for s, n in sorted(excluded.items()))
         if len(sources) > 1:
             text += "; warning: energy mixes {} values".format(" and ".join(sources))
         return text + "."
@@ -219,10 +217,10 @@ def _status_summary(trials: Sequence[Trial]) -> str:
     if not trials:
         return "no trials"
     counts = Counter(t.status for t in trials)
-    return ", ".join("{} {}".format(n, s) for s, n in sorted(counts.items()))
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
 
 
-SCORERS = Registry("scorer")  # type: Registry[Scorer]
+SCORERS: Registry[Scorer] = Registry("scorer")
 
 
 @SCORERS.register("cost_effective")
@@ -237,7 +235,7 @@ class CostEffectiveScorer(Scorer):
         return trial.accuracy / trial.energy_j  # type: ignore[operator]
 
     def describe_score(self, trial: Trial) -> str:
-        return "{:.4g} accuracy/J".format(self.score(trial))
+        return f"{self.score(trial):.4g} accuracy/J"
 
 
 @SCORERS.register("highest_accuracy")
@@ -264,7 +262,7 @@ class LowestEnergyScorer(Scorer):
         return -float(trial.energy_j)  # type: ignore[arg-type]
 
     def describe_score(self, trial: Trial) -> str:
-        return "{:.4g} J".format(trial.energy_j)
+        return f"{trial.energy_j:.4g} J"
 
 
 def create_scorer(config: ScorerConfig = ScorerConfig()) -> Scorer:

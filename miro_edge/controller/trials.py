@@ -83,7 +83,7 @@ def validation_slice(store: SampleSource, classes: Sequence[int], per_class: int
                      task_id: int) -> Tuple[np.ndarray, np.ndarray]:
     """Class-balanced samples from the store's held-out split (never trained on)."""
     rng = np.random.default_rng(10007 + task_id)
-    ids = []  # type: List[int]
+    ids: List[int] = []
     for c in classes:
         ids.extend(store.sample_ids(c, per_class, rng, split="val"))
     samples = store.read_many(ids)
@@ -149,8 +149,7 @@ class TrialRun:
         small EM would silently drop classes and make small candidates look worse)."""
         if cand.em_size and cand.em_size < len(old_classes):
             return Trial(cand, None, None, "none", None, TrialStatus.DEGENERATE,
-                         "EM {} cannot hold one sample of each of the {} old classes".format(
-                             cand.em_size, len(old_classes)))
+                         f"EM {cand.em_size} cannot hold one sample of each of the {len(old_classes)} old classes")
         em_used = max(len(old_classes), int(round(cand.em_size * ratio))) if cand.em_size else 0
         sb_used = max(len(new_classes), int(round(cand.sb_size * ratio)))
         trial_em = EpisodicMemory(0, task_x.shape[1:])
@@ -167,7 +166,7 @@ class TrialRun:
 
         t0 = time.perf_counter()
         c = self.candidate
-        result, _ = measured(self.meter, "trial-task-{}-em{}-sb{}".format(self.task_id, c.em_size, c.sb_size), run)
+        result, _ = measured(self.meter, f"trial-task-{self.task_id}-em{c.em_size}-sb{c.sb_size}", run)
         self.seconds += time.perf_counter() - t0
         self.energy_j += result.energy_j
         self.passes += result.sample_passes

@@ -48,15 +48,15 @@ def npz(path: str, x_key: str = "x", y_key: str = "y") -> ArraySource:
     """A user ``.npz`` file with a sample array ``x`` (N, ...) and a label array ``y`` (N,)."""
     file = Path(path)
     if not file.is_file():
-        raise InputError("npz data file {} does not exist".format(file))
+        raise InputError(f"npz data file {file} does not exist")
     try:
         with np.load(str(file), allow_pickle=False) as data:
             missing = [k for k in (x_key, y_key) if k not in data.files]
             if missing:
-                raise InputError("{} lacks array(s) {}; it holds {}".format(file, missing, data.files))
+                raise InputError(f"{file} lacks array(s) {missing}; it holds {data.files}")
             x, y = data[x_key], data[y_key]
     except (OSError, ValueError) as exc:
-        raise InputError("cannot read {} as .npz: {}".format(file, exc)) from None
+        raise InputError(f"cannot read {file} as .npz: {exc}") from None
     if np.issubdtype(y.dtype, np.integer):
         ids, names = y.astype(np.int64), tuple(str(v) for v in np.unique(y))
     else:
@@ -71,15 +71,15 @@ def from_torch_dataset(dataset: Any, name: str = "torch_dataset", limit: Optiona
     for i in range(count):
         item = dataset[i]
         if not isinstance(item, (tuple, list)) or len(item) < 2:
-            raise InputError("dataset item {} must be an (x, label) pair, got {!r}".format(i, type(item)))
+            raise InputError(f"dataset item {i} must be an (x, label) pair, got {type(item)!r}")
         x, y = item[0], item[1]
         xs.append(np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float32))
         ys.append(int(y.item() if hasattr(y, "item") else y))
     if not xs:
-        raise InputError("dataset {} is empty".format(name))
+        raise InputError(f"dataset {name} is empty")
     shapes = {a.shape for a in xs}
     if len(shapes) != 1:
-        raise InputError("dataset {}: samples have differing shapes {}".format(name, sorted(shapes)[:3]))
+        raise InputError(f"dataset {name}: samples have differing shapes {sorted(shapes)[:3]}")
     return ArraySource(name, np.stack(xs), np.asarray(ys, dtype=np.int64))
 
 

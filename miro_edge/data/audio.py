@@ -27,7 +27,7 @@ def list_clips(path: Path) -> List[Tuple[Path, str]]:
         pairs = [(clip, folder.name) for folder in sorted(p for p in path.iterdir() if p.is_dir())
                  for clip in sorted(folder.glob("*.wav"))]
         if not pairs:
-            raise InputError("audio folder {} has no <label>/*.wav clips".format(path))
+            raise InputError(f"audio folder {path} has no <label>/*.wav clips")
         return pairs
     if path.is_file():
         pairs = []
@@ -36,14 +36,14 @@ def list_clips(path: Path) -> List[Tuple[Path, str]]:
                 if not row or (number == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]):
                     continue
                 if len(row) < 2 or not row[0].strip() or not row[1].strip():
-                    raise InputError("{}:{}: expected a path,label row, got {!r}".format(path, number, row))
+                    raise InputError(f"{path}:{number}: expected a path,label row, got {row!r}")
                 clip = Path(row[0].strip())
                 pairs.append((clip if clip.is_absolute() else path.parent / clip, row[1].strip()))
         if not pairs:
-            raise InputError("audio CSV {} lists no clips".format(path))
+            raise InputError(f"audio CSV {path} lists no clips")
         return pairs
-    raise InputError("audio data {} does not exist (a folder of <label>/*.wav or a path,label CSV); "
-                     "for the keyword workload run `make keywords`".format(path))
+    raise InputError(f"audio data {path} does not exist (a folder of <label>/*.wav or a path,label CSV); "
+                     "for the keyword workload run `make keywords`")
 
 
 @DATASETS.register("audio")
@@ -55,7 +55,7 @@ def audio(path: str, **front_end: Any) -> ArraySource:
     try:
         cfg = from_dict(FrontEndConfig, front_end, "data_options")
     except ConfigError as exc:
-        raise InputError("audio adapter: {}".format(exc)) from None
+        raise InputError(f"audio adapter: {exc}") from None
     root = Path(path).expanduser()
     pairs = list_clips(root)
     waves, labels, rates = [], [], set()

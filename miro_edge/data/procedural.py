@@ -21,8 +21,7 @@ from miro_edge.errors import InputError
 
 def _check(name: str, classes: int, per_class: int, modes: int) -> None:
     if classes < 2 or per_class < 4 or modes < 1:
-        raise InputError("dataset {}: need classes >= 2, per_class >= 4 and modes >= 1, got {}, {}, {}".format(
-            name, classes, per_class, modes))
+        raise InputError(f"dataset {name}: need classes >= 2, per_class >= 4 and modes >= 1, got {classes}, {per_class}, {modes}")
 
 
 def _stroke(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -66,7 +65,7 @@ def glyphs(classes: int = 10, per_class: int = 200, modes: int = 8, parts: int =
     for i, (dy, dx) in enumerate(shifts):
         x[i] = np.roll(x[i], (int(dy), int(dx)), axis=(0, 1))
     x = np.clip(x, 0.0, 1.5) + noise * rng.standard_normal(x.shape).astype(np.float32)
-    return ArraySource("glyphs", x[:, None].astype(np.float32), y, tuple("glyph{}".format(c) for c in range(classes)),
+    return ArraySource("glyphs", x[:, None].astype(np.float32), y, tuple(f"glyph{c}" for c in range(classes)),
                        None, {"origin": "miro_edge.data.procedural.glyphs", "seed": seed, "modes": modes})
 
 
@@ -99,5 +98,5 @@ def chirps(classes: int = 8, per_class: int = 200, modes: int = 6, parts: int = 
     for i, s in enumerate(shifts):
         x[i] = np.roll(x[i], int(s), axis=1)
     x = x + noise * rng.standard_normal(x.shape)
-    return ArraySource("chirps", x.astype(np.float32), y, tuple("chirp{}".format(c) for c in range(classes)),
+    return ArraySource("chirps", x.astype(np.float32), y, tuple(f"chirp{c}" for c in range(classes)),
                        None, {"origin": "miro_edge.data.procedural.chirps", "seed": seed, "modes": modes})

@@ -30,16 +30,14 @@ class ArraySource:
 
     def __post_init__(self) -> None:
         if self.x.ndim < 2:
-            raise InputError("source {}: x must be (N, ...) with at least 2 dims, got shape {}".format(
-                self.name, self.x.shape))
+            raise InputError(f"source {self.name}: x must be (N, ...) with at least 2 dims, got shape {self.x.shape}")
         if self.y.ndim != 1 or len(self.y) != len(self.x):
-            raise InputError("source {}: y must be 1-D with len(x)={} entries, got shape {}".format(
-                self.name, len(self.x), self.y.shape))
+            raise InputError(f"source {self.name}: y must be 1-D with len(x)={len(self.x)} entries, got shape {self.y.shape}")
         if not np.issubdtype(self.y.dtype, np.integer):
-            raise InputError("source {}: labels must be integers, got dtype {}; map class names to "
-                             "ids first (see miro_edge.data.sources.encode_labels)".format(self.name, self.y.dtype))
+            raise InputError(f"source {self.name}: labels must be integers, got dtype {self.y.dtype}; map class names to "
+                             "ids first (see miro_edge.data.sources.encode_labels)")
         if self.groups is not None and len(self.groups) != len(self.x):
-            raise InputError("source {}: groups must have one entry per sample".format(self.name))
+            raise InputError(f"source {self.name}: groups must have one entry per sample")
 
     @property
     def input_shape(self) -> Tuple[int, ...]:
@@ -59,11 +57,10 @@ def encode_labels(labels: np.ndarray) -> Tuple[np.ndarray, Tuple[str, ...]]:
 def sliding_windows(x: np.ndarray, length: int, stride: int) -> np.ndarray:
     """Cut (N, C, T) series into (N, W, C, length) windows; W = 1 + (T - length) // stride."""
     if x.ndim != 3:
-        raise InputError("sliding_windows expects (N, channels, time), got shape {}".format(x.shape))
+        raise InputError(f"sliding_windows expects (N, channels, time), got shape {x.shape}")
     total = x.shape[-1]
     if not 0 < length <= total or stride <= 0:
-        raise InputError("window length must be in 1..{} and stride > 0, got length={} stride={}".format(
-            total, length, stride))
+        raise InputError(f"window length must be in 1..{total} and stride > 0, got length={length} stride={stride}")
     starts = range(0, total - length + 1, stride)
     return np.stack([x[:, :, s:s + length] for s in starts], axis=1)
 
@@ -80,14 +77,14 @@ def windowed_source(name: str, series: np.ndarray, labels: np.ndarray, class_nam
                        np.repeat(np.arange(n), w), dict(info, window_length=length, window_stride=stride))
 
 
-DATASETS = Registry("dataset")  # type: Registry[ArraySource]
+DATASETS: Registry[ArraySource] = Registry("dataset")
 
 
 def load_source(name: str, **options: Any) -> ArraySource:
     """Load a registered dataset adapter by name (importing the built-in adapters first)."""
     import miro_edge.data.adapters  # noqa: F401  (registers the built-in adapters)
-    factory = DATASETS.get(name)  # type: Callable[..., ArraySource]
+    factory: Callable[..., ArraySource] = DATASETS.get(name)
     try:
         return factory(**options)
     except TypeError as exc:
-        raise InputError("dataset {!r}: bad options {}: {}".format(name, sorted(options), exc)) from None
+        raise InputError(f"dataset {name!r}: bad options {sorted(options)}: {exc}") from None

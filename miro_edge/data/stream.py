@@ -48,11 +48,9 @@ class ClassIncrementalStream:
         labels = np.unique(source.y)
         max_tasks = len(labels) // classes_per_task
         if max_tasks < 1:
-            raise InputError("source {} has {} classes, fewer than classes_per_task={}".format(
-                source.name, len(labels), classes_per_task))
+            raise InputError(f"source {source.name} has {len(labels)} classes, fewer than classes_per_task={classes_per_task}")
         if num_tasks is not None and num_tasks > max_tasks:
-            raise InputError("source {} has {} classes: at most {} tasks of {} classes, asked for {}".format(
-                source.name, len(labels), max_tasks, classes_per_task, num_tasks))
+            raise InputError(f"source {source.name} has {len(labels)} classes: at most {max_tasks} tasks of {classes_per_task} classes, asked for {num_tasks}")
         self.source = source
         self.classes_per_task = classes_per_task
         self.num_tasks = num_tasks or max_tasks
@@ -78,7 +76,7 @@ class ClassIncrementalStream:
 
     def task(self, task_id: int) -> Task:
         if not 0 <= task_id < self.num_tasks:
-            raise InputError("task {} out of range 0..{}".format(task_id, self.num_tasks - 1))
+            raise InputError(f"task {task_id} out of range 0..{self.num_tasks - 1}")
         k = self.classes_per_task
         classes = tuple(range(task_id * k, (task_id + 1) * k))
         in_task = np.isin(self._y, classes)

@@ -22,9 +22,9 @@ def read_wav(path: Union[str, Path]) -> Tuple[np.ndarray, int]:
             frames = clip.getnframes()
             raw = clip.readframes(frames)
     except (wave.Error, EOFError, OSError) as exc:
-        raise InputError("cannot read WAV clip {}: {} (expected integer PCM .wav)".format(path, exc)) from None
+        raise InputError(f"cannot read WAV clip {path}: {exc} (expected integer PCM .wav)") from None
     if frames == 0 or not raw:
-        raise InputError("WAV clip {} holds no samples".format(path))
+        raise InputError(f"WAV clip {path} holds no samples")
     if width == 3:  # 24-bit little-endian: widen to int32
         b = np.frombuffer(raw, dtype=np.uint8)
         b = b[: len(b) - len(b) % 3].reshape(-1, 3)
@@ -38,10 +38,10 @@ def read_wav(path: Union[str, Path]) -> Tuple[np.ndarray, int]:
         else:
             data = ints.astype(np.float32) / float(2 ** (8 * width - 1))
     else:
-        raise InputError("WAV clip {}: unsupported sample width of {} bytes".format(path, width))
+        raise InputError(f"WAV clip {path}: unsupported sample width of {width} bytes")
     usable = len(data) - len(data) % channels
     if usable == 0:
-        raise InputError("WAV clip {} is truncated (less than one frame of {} channels)".format(path, channels))
+        raise InputError(f"WAV clip {path} is truncated (less than one frame of {channels} channels)")
     mono = data[:usable].reshape(-1, channels).mean(axis=1)
     return mono.astype(np.float32), int(rate)
 
@@ -60,7 +60,7 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     """Band-limited resampling through the spectrum (the clip is taken as one period): content
     above the lower Nyquist frequency is dropped, nothing is aliased."""
     if rate_in <= 0 or rate_out <= 0:
-        raise InputError("sample rates must be > 0, got {} -> {}".format(rate_in, rate_out))
+        raise InputError(f"sample rates must be > 0, got {rate_in} -> {rate_out}")
     x = np.asarray(samples, dtype=np.float64)
     if rate_in == rate_out or len(x) == 0:
         return x.astype(np.float32)

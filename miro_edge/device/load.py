@@ -21,14 +21,14 @@ class LoadGauge:
     def __init__(self, value: float = 0.0) -> None:
         self._lock = threading.Lock()
         self._value = 0.0
-        self._updated_s = None  # type: Optional[float]
+        self._updated_s: Optional[float] = None
         if value:
             self.set(value)
 
     def set(self, value: float) -> None:
         value = float(value)
         if math.isnan(value) or value < 0.0:
-            raise InputError("live load must be a number in [0, 1], got {!r}".format(value))
+            raise InputError(f"live load must be a number in [0, 1], got {value!r}")
         with self._lock:
             self._value = min(1.0, value)
             self._updated_s = time.monotonic()

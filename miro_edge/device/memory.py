@@ -10,7 +10,7 @@ import logging
 from typing import Optional
 
 logger = logging.getLogger(__name__)
-_libc = None  # type: Optional[ctypes.CDLL]
+_libc: Optional[ctypes.CDLL] = None
 
 
 def release_memory() -> bool:

@@ -14,7 +14,6 @@
 * this process's RSS (psutil).
 """
 import logging
-import math
 import os
 import threading
 import time
@@ -25,7 +24,6 @@ import psutil
 
 from miro_edge.device.load import LoadGauge
 from miro_edge.utils.sysfs import read_optional, under
-from miro_edge.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +94,7 @@ def _stat_value(path: str, key: str) -> int:
 
 def _self_cgroups(root: str) -> Dict[str, str]:
     """controller -> cgroup path of this process ("" key for the v2 unified hierarchy)."""
-    out = {}  # type: Dict[str, str]
+    out: Dict[str, str] = {}
     text = read_optional(under(root, "/proc/self/cgroup")) or ""
     for line in text.splitlines():
         parts = line.split(":", 2)
@@ -182,7 +180,7 @@ def read_diskstats(root: str = "/") -> Dict[str, int]:
     text = read_optional(under(root, "/proc/diskstats")) or ""
     block = under(root, "/sys/block")
     has_block = os.path.isdir(block)
-    out = {}  # type: Dict[str, int]
+    out: Dict[str, int] = {}
     for line in text.splitlines():
         parts = line.split()
         if len(parts) < 13:
@@ -213,7 +211,7 @@ def read_power_supply(root: str = "/") -> Tuple[bool, str]:
             has_battery = True
             continue
         if kind in _EXTERNAL_TYPES and read_optional(os.path.join(base, name, "online")) == "1":
-            return True, "{}-online".format(kind)
+            return True, f"{kind}-online"
     if has_battery:
         return False, "battery"
     return True, "no-battery"
@@ -235,8 +233,8 @@ class ResourceMonitor:
         self.min_io_interval_s = min_io_interval_s
         self._process = psutil.Process(pid)
         self._lock = threading.Lock()
-        self._disk_prev = (clock(), read_diskstats(root))  # type: Tuple[float, Dict[str, int]]
-        self._disk_util = None  # type: Optional[float]
+        self._disk_prev: Tuple[float, Dict[str, int]] = (clock(), read_diskstats(root))
+        self._disk_util: Optional[float] = None
 
     def _disk_utilisation(self, now: float) -> Optional[float]:
         with self._lock:

@@ -12,17 +12,26 @@ NVML, RAPL, else the calibrated model, labelled ``estimated``) and starts its sa
 
 Importing this package loads no optional dependency (jtop and pynvml load when their meter opens).
 """
-from miro_edge.energy.integrate import Integrator, integrate
-from miro_edge.energy.meter import METERS, PowerMeter, watch
-from miro_edge.energy.records import (ESTIMATED, MEASURED, Figure, MeterStateError, MeterUnavailableError,
-                                      PowerSample, RailEnergy, SensorLostError, WindowResult)
-from miro_edge.energy.window import Window
 # Backends register themselves on import (one module each).
 from miro_edge.energy import ina3221, jtop_meter, model, nvml, rapl, tegrastats  # noqa: F401
 from miro_edge.energy.config import MeterConfig, meter_from_config
 from miro_edge.energy.detect import AUTO, Probe, create_meter, meter_names, open_meter, probe_all
+from miro_edge.energy.integrate import Integrator, integrate
 from miro_edge.energy.measure import CommandEnergy, measure_command
+from miro_edge.energy.meter import METERS, PowerMeter, watch
 from miro_edge.energy.model import PROFILES, Calibration, EnergyProfile, calibrate, load_profile, save_profile
+from miro_edge.energy.records import (
+                                      ESTIMATED,
+                                      MEASURED,
+                                      Figure,
+                                      MeterStateError,
+                                      MeterUnavailableError,
+                                      PowerSample,
+                                      RailEnergy,
+                                      SensorLostError,
+                                      WindowResult,
+)
+from miro_edge.energy.window import Window
 
 __all__ = [
     "AUTO", "ESTIMATED", "MEASURED", "METERS", "PROFILES", "Calibration", "CommandEnergy", "EnergyProfile",

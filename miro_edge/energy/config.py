@@ -4,8 +4,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from miro_edge.config import field, require
-from miro_edge.energy.meter import Clock
-from miro_edge.energy.meter import PowerMeter
+from miro_edge.energy.meter import Clock, PowerMeter
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ class CounterTracker:
 
     def __init__(self, wrap_j: Optional[Mapping[str, float]] = None) -> None:
         self.wrap_j = dict(wrap_j or {})
-        self._raw = {}  # type: Dict[str, float]
-        self._cum = {}  # type: Dict[str, float]
-        self._last_t = None  # type: Optional[float]
+        self._raw: Dict[str, float] = {}
+        self._cum: Dict[str, float] = {}
+        self._last_t: Optional[float] = None
         self.wraps = 0
         self.resets = 0
 
@@ -43,7 +43,7 @@ class CounterTracker:
         """A counter sample; the total is the sum of ``total_names`` (non-overlapping rails)."""
         cum = self.update(raw_j)
         total_j = float(sum(cum[n] for n in total_names if n in cum))
-        rails_w = {}  # type: Dict[str, float]
+        rails_w: Dict[str, float] = {}
         total_w = 0.0
         if previous is not None and previous.rails_j is not None and t_s > previous.t_s:
             dt = t_s - previous.t_s

@@ -9,8 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional
 
-from miro_edge.energy.meter import Clock
-from miro_edge.energy.meter import METERS, PowerMeter
+from miro_edge.energy.meter import METERS, Clock, PowerMeter
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ def probe_all(root: str = "/", options: Optional[Mapping[str, Mapping[str, Any]]
         try:
             reason = cls.probe(root, **dict((options or {}).get(name, {})))  # type: ignore[attr-defined]
         except Exception as exc:  # a probe must never break detection
-            reason = "probe failed: {}: {}".format(type(exc).__name__, exc)
+            reason = f"probe failed: {type(exc).__name__}: {exc}"
         out.append(Probe(name, cls.fidelity, cls.label, reason is None, reason or ""))  # type: ignore[attr-defined]
     return out
 

@@ -16,7 +16,7 @@ import glob
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from miro_edge.energy.integrate import total_of
 from miro_edge.energy.meter import METERS, PowerMeter
@@ -59,7 +59,7 @@ def _iio_rails(directory: str) -> List[Ina3221Rail]:
         if k is None:
             continue
         label = read_optional(os.path.join(directory, entry))
-        power = os.path.join(directory, "in_power{}_input".format(k))
+        power = os.path.join(directory, f"in_power{k}_input")
         if label and os.path.exists(power):
             rails.append(Ina3221Rail(label, power_path=power))
     return rails
@@ -86,8 +86,8 @@ def _hwmon_rails(directory: str) -> List[Ina3221Rail]:
         if k is None:
             continue
         label = read_optional(os.path.join(directory, entry))
-        volt = os.path.join(directory, "in{}_input".format(k))
-        curr = os.path.join(directory, "curr{}_input".format(k))
+        volt = os.path.join(directory, f"in{k}_input")
+        curr = os.path.join(directory, f"curr{k}_input")
         if not label or _skip_label(label):
             logger.debug("ina3221: skipping channel %s of %s (%r)", k, directory, label)
             continue
@@ -100,7 +100,7 @@ def _hwmon_rails(directory: str) -> List[Ina3221Rail]:
 
 def discover_rails(root: str = "/") -> List[Ina3221Rail]:
     """Every INA3221 rail under ``root`` (IIO layout, then hwmon), labels made unique."""
-    found = []  # type: List[Ina3221Rail]
+    found: List[Ina3221Rail] = []
     seen_dirs = set()
     for directory in sorted(glob.glob(under(root, IIO_GLOB))):
         found.extend(_iio_rails(directory))
@@ -110,13 +110,13 @@ def discover_rails(root: str = "/") -> List[Ina3221Rail]:
             continue
         seen_dirs.add(real)
         found.extend(_hwmon_rails(directory))
-    unique = []  # type: List[Ina3221Rail]
-    names = set()  # type: set
+    unique: List[Ina3221Rail] = []
+    names: set = set()
     for rail in found:
         name = rail.name
         n = 2
         while name in names:
-            name = "{}#{}".format(rail.name, n)
+            name = f"{rail.name}#{n}"
             n += 1
         names.add(name)
         unique.append(Ina3221Rail(name, rail.power_path, rail.voltage_path, rail.current_path))
@@ -134,17 +134,17 @@ class Ina3221Meter(PowerMeter):
     def __init__(self, root: str = "/", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = root
-        self._rails = []  # type: List[Ina3221Rail]
+        self._rails: List[Ina3221Rail] = []
 
     @classmethod
     def probe(cls, root: str = "/", **options: Any) -> Optional[str]:
         rails = discover_rails(root)
         if not rails:
-            return "no INA3221 rails under {} or {}".format(under(root, IIO_GLOB), under(root, HWMON_GLOB))
+            return f"no INA3221 rails under {under(root, IIO_GLOB)} or {under(root, HWMON_GLOB)}"
         try:
             rails[0].read_w()
         except (OSError, ValueError) as exc:
-            return "INA3221 rail {} is not readable: {}".format(rails[0].name, exc)
+            return f"INA3221 rail {rails[0].name} is not readable: {exc}"
         return None
 
     def rails(self) -> List[str]:
@@ -153,8 +153,8 @@ class Ina3221Meter(PowerMeter):
     def _open_source(self) -> None:
         reason = self.probe(self.root)
         if reason is not None:
-            raise MeterUnavailableError("{}; this source needs a Jetson with INA3221 monitors (JetPack 4 "
-                                        "or 5); pick another with --source".format(reason))
+            raise MeterUnavailableError(f"{reason}; this source needs a Jetson with INA3221 monitors (JetPack 4 "
+                                        "or 5); pick another with --source")
         self._rails = discover_rails(self.root)
         _, self.total_rail = total_of({r.name: 0.0 for r in self._rails})
         if self.total_rail is None:
@@ -162,7 +162,7 @@ class Ina3221Meter(PowerMeter):
                            self.rails())
 
     def _poll(self, t_s: float) -> PowerSample:
-        rails_w = {}  # type: Dict[str, float]
+        rails_w: Dict[str, float] = {}
         for rail in self._rails:
             try:
                 rails_w[rail.name] = rail.read_w()

@@ -2,7 +2,7 @@
 interpolated at window edges, and which rail is the board's total."""
 import collections
 import logging
-from typing import List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from miro_edge.energy.records import MEASURED, TOTAL_RAIL_NAMES, PowerSample, RailEnergy, WindowResult
 from miro_edge.errors import InputError
@@ -21,15 +21,15 @@ class Integrator:
 
     def __init__(self, t0_s: float) -> None:
         self.t0_s = t0_s
-        self.prev = None  # type: Optional[PowerSample]
+        self.prev: Optional[PowerSample] = None
         self.last_t_s = t0_s
         self.energy_j = 0.0
-        self.rails_j = collections.OrderedDict()  # type: Dict[str, float]
-        self.peak_w = None  # type: Optional[float]
-        self.rails_peak_w = {}  # type: Dict[str, float]
+        self.rails_j: Dict[str, float] = collections.OrderedDict()
+        self.peak_w: Optional[float] = None
+        self.rails_peak_w: Dict[str, float] = {}
         self.count = 0
         self._head_s = 0.0  # counter sources: time between t0 and the first sample, unresolved
-        self._last_rate = None  # type: Optional[Tuple[float, Dict[str, float]]]
+        self._last_rate: Optional[Tuple[float, Dict[str, float]]] = None
 
     def _peak(self, total_w: float, rails_w: Mapping[str, float]) -> None:
         self.peak_w = total_w if self.peak_w is None else max(self.peak_w, total_w)
@@ -125,7 +125,7 @@ class Integrator:
         peak = self.peak_w if self.peak_w is not None else 0.0
         if self.count == 0 and prev is not None and not prev.is_counter:
             peak = prev.total_w
-        rail_results = collections.OrderedDict()  # type: Dict[str, RailEnergy]
+        rail_results: Dict[str, RailEnergy] = collections.OrderedDict()
         for rail in sorted(rails):
             joules = rails[rail]
             rail_results[rail] = RailEnergy(
@@ -144,7 +144,7 @@ def integrate(samples: List[PowerSample], t0_s: float, t1_s: float, source: str 
               name: str = "window") -> WindowResult:
     """Integrate time-ordered ``samples`` over ``[t0_s, t1_s]`` (same rules as windows)."""
     if t1_s < t0_s:
-        raise InputError("integrate: t1_s ({}) is before t0_s ({})".format(t1_s, t0_s))
+        raise InputError(f"integrate: t1_s ({t1_s}) is before t0_s ({t0_s})")
     acc = Integrator(t0_s)
     for s in samples:
         if s.t_s > t1_s:

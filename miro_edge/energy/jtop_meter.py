@@ -8,13 +8,13 @@ In jtop 4.x ``jetson.power`` is ``{'rail': {name: {'volt', 'curr', 'power', 'avg
 """
 import logging
 import os
-from typing import Any, Callable, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from miro_edge.energy.meter import METERS, PowerMeter
 from miro_edge.energy.records import MeterUnavailableError, PowerSample, SensorLostError
-from miro_edge.utils.sysfs import under
 from miro_edge.errors import MissingDependencyError
 from miro_edge.utils.optional import require
+from miro_edge.utils.sysfs import under
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +24,9 @@ JTOP_SOCKET = "/run/jtop.sock"
 def sample_from_jtop(power: Mapping[str, Any], t_s: float) -> PowerSample:
     """Convert a jtop 4.x ``jetson.power`` dict into a sample (W)."""
     if not isinstance(power, Mapping) or "tot" not in power:
-        raise SensorLostError("jtop returned power data in an unknown format ({}); jetson-stats >= 4.2 "
-                              "is required".format(type(power).__name__))
-    rails_w = {}  # type: Dict[str, float]
+        raise SensorLostError(f"jtop returned power data in an unknown format ({type(power).__name__}); jetson-stats >= 4.2 "
+                              "is required")
+    rails_w: Dict[str, float] = {}
     for name, values in (power.get("rail") or {}).items():
         if isinstance(values, Mapping) and "power" in values:
             rails_w[str(name)] = float(values["power"]) / 1000.0
@@ -62,8 +62,8 @@ class JtopMeter(PowerMeter):
         super().__init__(**kwargs)
         self.root = root
         self._factory = client_factory or _default_client
-        self._client = None  # type: Any
-        self._rails = []  # type: List[str]
+        self._client: Any = None
+        self._rails: List[str] = []
 
     @classmethod
     def probe(cls, root: str = "/", **options: Any) -> Optional[str]:
@@ -71,7 +71,7 @@ class JtopMeter(PowerMeter):
             return None
         sock = under(root, JTOP_SOCKET)
         if not os.path.exists(sock):
-            return "jtop service not running ({} missing)".format(sock)
+            return f"jtop service not running ({sock} missing)"
         try:
             require("jtop", "jetson", "the jtop power meter")
         except MissingDependencyError as exc:
@@ -88,9 +88,8 @@ class JtopMeter(PowerMeter):
         except MissingDependencyError:
             raise
         except Exception as exc:  # jtop raises its own JtopException types
-            raise MeterUnavailableError("cannot connect to the jtop service ({}); check `systemctl status "
-                                        "jtop` and that {} is mounted into the container".format(
-                                            exc, JTOP_SOCKET)) from exc
+            raise MeterUnavailableError(f"cannot connect to the jtop service ({exc}); check `systemctl status "
+                                        f"jtop` and that {JTOP_SOCKET} is mounted into the container") from exc
         self._client = client
         first = sample_from_jtop(client.power, self.clock())
         self._rails = sorted(first.rails_w)

@@ -5,9 +5,9 @@ import subprocess
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from miro_edge.energy.detect import AUTO, open_meter
 from miro_edge.energy.meter import PowerMeter
 from miro_edge.energy.records import WindowResult
-from miro_edge.energy.detect import AUTO, open_meter
 from miro_edge.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -39,5 +39,5 @@ def measure_command(argv: Sequence[str], source: str = AUTO, interval_s: Optiona
         try:
             returncode = subprocess.call(list(argv))
         except OSError as exc:
-            raise InputError("cannot run {!r}: {}".format(argv[0], exc)) from exc
+            raise InputError(f"cannot run {argv[0]!r}: {exc}") from exc
     return CommandEnergy(tuple(argv), returncode, window.result)

@@ -17,13 +17,14 @@ Backends subclass :class:`PowerMeter` in their own module and register with ``ME
 A polling backend implements ``_poll(t_s)``; a streaming backend (a subprocess or a client
 library with its own thread) sets ``streaming = True`` and implements ``_run_stream()``.
 """
+from __future__ import annotations
+
 import logging
 import threading
 import time
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-from miro_edge.energy.records import (MEASURED, MeterStateError, PowerSample,
-                                      SensorLostError)
+from miro_edge.energy.records import MEASURED, MeterStateError, PowerSample, SensorLostError
 from miro_edge.energy.window import Window
 from miro_edge.energy.work import WorkCounter
 from miro_edge.errors import InputError
@@ -32,7 +33,7 @@ from miro_edge.utils.registry import Registry
 logger = logging.getLogger(__name__)
 
 #: Name -> PowerMeter subclass. Filled by the backend modules imported by ``miro_edge.energy``.
-METERS = Registry("power meter")  # type: Registry[PowerMeter]
+METERS: Registry[PowerMeter] = Registry("power meter")
 
 Clock = Callable[[], float]
 
@@ -59,23 +60,23 @@ class PowerMeter:
                  background: bool = True, keep_samples: int = 10000, max_read_errors: int = 3) -> None:
         interval = self.default_interval_s if interval_s is None else float(interval_s)
         if not interval > 0:
-            raise InputError("interval_s must be > 0, got {!r}".format(interval_s))
+            raise InputError(f"interval_s must be > 0, got {interval_s!r}")
         if keep_samples < 1:
-            raise InputError("keep_samples must be >= 1, got {!r}".format(keep_samples))
+            raise InputError(f"keep_samples must be >= 1, got {keep_samples!r}")
         self.interval_s = interval
         self.clock = clock
         self.background = background
         self.keep_samples = keep_samples
         self.max_read_errors = max_read_errors
-        self.total_rail = None  # type: Optional[str]
+        self.total_rail: Optional[str] = None
         self._lock = threading.RLock()
         self._new_sample = threading.Condition(self._lock)
         self._stop = threading.Event()
-        self._thread = None  # type: Optional[threading.Thread]
-        self._windows = []  # type: List[Window]
-        self._latest = None  # type: Optional[PowerSample]
+        self._thread: Optional[threading.Thread] = None
+        self._windows: List[Window] = []
+        self._latest: Optional[PowerSample] = None
         self._samples_taken = 0
-        self._error = None  # type: Optional[BaseException]
+        self._error: Optional[BaseException] = None
         self._is_open = False
         self.work = WorkCounter()
 
@@ -117,7 +118,7 @@ class PowerMeter:
     def is_open(self) -> bool:
         return self._is_open
 
-    def open(self) -> "PowerMeter":
+    def open(self) -> PowerMeter:
         """Open the source and start the sampler; opening an open meter does nothing."""
         if self._is_open:
             return self
@@ -137,7 +138,7 @@ class PowerMeter:
         return self
 
     def _start_thread(self, target: Callable[[], None], what: str) -> None:
-        self._thread = threading.Thread(target=target, name="miro-edge-{}-{}".format(self.name, what),
+        self._thread = threading.Thread(target=target, name=f"miro-edge-{self.name}-{what}",
                                         daemon=True)
         self._thread.start()
 
@@ -166,7 +167,7 @@ class PowerMeter:
             self._is_open = False
         logger.info("power meter %s closed", self.source)
 
-    def __enter__(self) -> "PowerMeter":
+    def __enter__(self) -> PowerMeter:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:
@@ -188,7 +189,7 @@ class PowerMeter:
                 logger.warning("power source %s: read failed (%d/%d): %s", self.source, failures,
                                self.max_read_errors, exc)
                 if failures >= self.max_read_errors:
-                    self._fail(SensorLostError("{} consecutive read errors, last: {}".format(failures, exc)))
+                    self._fail(SensorLostError(f"{failures} consecutive read errors, last: {exc}"))
                     return
             next_t += self.interval_s
             now = time.monotonic()
@@ -204,7 +205,7 @@ class PowerMeter:
                 self._fail(exc)
         except Exception as exc:  # a client library failed: treat the source as lost
             if not self._stop.is_set():
-                self._fail(SensorLostError("{}: {}".format(type(exc).__name__, exc)))
+                self._fail(SensorLostError(f"{type(exc).__name__}: {exc}"))
 
     def _sample_and_publish(self) -> PowerSample:
         with self._lock:
@@ -233,11 +234,10 @@ class PowerMeter:
 
     def _check_usable(self) -> None:
         if not self._is_open:
-            raise MeterStateError("power meter {} is not open; use `with meter:` or "
-                                  "meter.open()".format(self.source))
+            raise MeterStateError(f"power meter {self.source} is not open; use `with meter:` or "
+                                  "meter.open()")
         if self._error is not None:
-            raise SensorLostError("power source {} was lost earlier ({}); reopen the meter".format(
-                self.source, self._error))
+            raise SensorLostError(f"power source {self.source} was lost earlier ({self._error}); reopen the meter")
 
     def sample_now(self) -> PowerSample:
         """Read the sensor now (polling sources) or return the latest sample (streaming)."""
@@ -245,7 +245,7 @@ class PowerMeter:
         if self.streaming:
             latest = self.latest()
             if latest is None:
-                raise MeterStateError("{} has produced no sample yet".format(self.source))
+                raise MeterStateError(f"{self.source} has produced no sample yet")
             return latest
         return self._poll_or_fail()
 
@@ -291,7 +291,7 @@ class PowerMeter:
 
     def _begin_window(self, w: Window) -> None:
         if w.running:
-            raise MeterStateError("window {!r} is already running".format(w.name))
+            raise MeterStateError(f"window {w.name!r} is already running")
         self._check_usable()
         with self._lock:
             if self.streaming:
@@ -306,7 +306,7 @@ class PowerMeter:
             if w not in self._windows:
                 if w.error is not None or w._result is not None:
                     return  # already ended (failed, or stopped twice)
-                raise MeterStateError("window {!r} was never started".format(w.name))
+                raise MeterStateError(f"window {w.name!r} was never started")
             if self.streaming:
                 t1 = self.clock()
             else:
@@ -327,14 +327,13 @@ class PowerMeter:
         return self.work.done()
 
     def __repr__(self) -> str:
-        return "<{} source={} label={} interval_s={} open={}>".format(
-            type(self).__name__, self.source, self.label, self.interval_s, self._is_open)
+        return f"<{type(self).__name__} source={self.source} label={self.label} interval_s={self.interval_s} open={self._is_open}>"
 
 
 def _as_lost(exc: BaseException) -> SensorLostError:
     if isinstance(exc, SensorLostError):
         return exc
-    return SensorLostError("reading the sensor failed: {}: {}".format(type(exc).__name__, exc))
+    return SensorLostError(f"reading the sensor failed: {type(exc).__name__}: {exc}")
 
 
 def watch(meter: PowerMeter, count: Optional[int] = None, seconds: Optional[float] = None,
@@ -348,12 +347,12 @@ def watch(meter: PowerMeter, count: Optional[int] = None, seconds: Optional[floa
     if count is None and seconds is None:
         raise InputError("watch needs count or seconds so that it terminates")
     if count is not None and count < 1:
-        raise InputError("count must be >= 1, got {}".format(count))
+        raise InputError(f"count must be >= 1, got {count}")
     if seconds is not None and seconds <= 0:
-        raise InputError("seconds must be > 0, got {}".format(seconds))
+        raise InputError(f"seconds must be > 0, got {seconds}")
     wait = timeout_s if timeout_s is not None else 5 * meter.interval_s + 2.0
     deadline = time.monotonic() + seconds if seconds is not None else None
-    last = None  # type: Optional[float]
+    last: Optional[float] = None
     produced = 0
     while True:
         budget = wait
@@ -363,7 +362,7 @@ def watch(meter: PowerMeter, count: Optional[int] = None, seconds: Optional[floa
         if s is None:
             if deadline is not None and time.monotonic() >= deadline:
                 return
-            raise MeterStateError("no power sample from {} within {:.1f} s".format(meter.source, wait))
+            raise MeterStateError(f"no power sample from {meter.source} within {wait:.1f} s")
         last = s.t_s
         if s.is_counter and not s.rails_w:
             continue  # a counter's first reading has no rate yet

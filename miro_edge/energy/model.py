@@ -27,17 +27,17 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from miro_edge.config import require
+from miro_edge.energy.counters import CounterTracker
 from miro_edge.energy.meter import METERS, PowerMeter
 from miro_edge.energy.records import ESTIMATED, PowerSample, WindowResult
-from miro_edge.energy.counters import CounterTracker
-from miro_edge.utils.sysfs import read_optional, under
 from miro_edge.errors import ConfigError, InputError
 from miro_edge.utils.atomic import atomic_write_json
+from miro_edge.utils.sysfs import read_optional, under
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class EnergyProfile:
         for key in COEFFICIENTS:
             value = getattr(self, key)
             require(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
-                    "energy.profile.{}".format(key), "must be a finite number >= 0, got {!r}".format(value))
+                    f"energy.profile.{key}", f"must be a finite number >= 0, got {value!r}")
 
     def energy_j(self, seconds: float, sample_passes: float = 0, bytes_read: float = 0, flops: float = 0) -> float:
         return (self.idle_w * seconds + self.j_per_sample_pass * sample_passes
@@ -86,12 +86,12 @@ class EnergyProfile:
                        match=tuple(data.get("match", ())), note=str(data.get("note", "")),
                        j_per_gflop=float(data.get("j_per_gflop", 0.0)))
         except KeyError as exc:
-            raise ConfigError("energy profile: missing key {}".format(exc)) from None
+            raise ConfigError(f"energy profile: missing key {exc}") from None
 
 
 COEFFICIENTS = ("idle_w", "j_per_sample_pass", "j_per_gflop", "j_per_byte")
 
-PROFILES = {p.name: p for p in (
+PROFILES: Dict[str, EnergyProfile] = {p.name: p for p in (
     EnergyProfile("tx2", idle_w=2.0, j_per_sample_pass=0.01, j_per_byte=1e-8, j_per_gflop=0.1,
                   match=("TX2", "quill", "lightning"),
                   note="rough placeholder: idle VDD_IN of a TX2 dev kit ~2 W; 15 W MAXN budget"),
@@ -100,7 +100,7 @@ PROFILES = {p.name: p for p in (
                   note="rough placeholder: idle VDD_IN of a Xavier NX dev kit 3-4 W; 10-20 W modes"),
     EnergyProfile("generic_cpu", idle_w=10.0, j_per_sample_pass=0.02, j_per_byte=5e-9, j_per_gflop=1.0,
                   note="rough placeholder for a small x86 box training on its CPU"),
-)}  # type: Dict[str, EnergyProfile]
+)}
 
 DEFAULT_PROFILE = "generic_cpu"
 
@@ -138,9 +138,9 @@ def load_profile(path: Union[str, Path]) -> EnergyProfile:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise ConfigError("cannot read energy profile {}: {}".format(path, exc)) from None
+        raise ConfigError(f"cannot read energy profile {path}: {exc}") from None
     if not isinstance(data, Mapping):
-        raise ConfigError("energy profile {}: expected a JSON object".format(path))
+        raise ConfigError(f"energy profile {path}: expected a JSON object")
     if data.get("format", PROFILE_FORMAT) != PROFILE_FORMAT:
         raise ConfigError("energy profile {}: format {} is not supported (expected {})".format(
             path, data.get("format"), PROFILE_FORMAT))
@@ -163,13 +163,13 @@ class ModelMeter(PowerMeter):
         super().__init__(**kwargs)
         self.root = root
         self.profile = get_profile(profile, root)
-        self._t_open = None  # type: Optional[float]
-        self._work_at_open = (0, 0, 0.0)  # type: Tuple[int, int, float]
+        self._t_open: Optional[float] = None
+        self._work_at_open: Tuple[int, int, float] = (0, 0, 0.0)
         self._tracker = CounterTracker()
 
     @property
     def source(self) -> str:
-        return "model:{}".format(self.profile.name)
+        return f"model:{self.profile.name}"
 
     def rails(self) -> List[str]:
         return ["compute", "idle", "io"]
@@ -206,7 +206,7 @@ def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Non-negative least squares by exhaustive active sets (exact; meant for <= 4 unknowns)."""
     n = a.shape[1]
     if n > 6:
-        raise InputError("nnls here is for a handful of unknowns, got {}".format(n))
+        raise InputError(f"nnls here is for a handful of unknowns, got {n}")
     norms = np.linalg.norm(a, axis=0)
     norms[norms == 0] = 1.0
     scaled = a / norms

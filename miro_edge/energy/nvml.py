@@ -6,14 +6,14 @@ Optional extra ``nvml`` (package nvidia-ml-py, module ``pynvml``), imported when
 """
 import logging
 import os
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from miro_edge.energy.counters import CounterTracker
 from miro_edge.energy.meter import METERS, PowerMeter
 from miro_edge.energy.records import MeterUnavailableError, PowerSample, SensorLostError
-from miro_edge.energy.counters import CounterTracker
-from miro_edge.utils.sysfs import under
 from miro_edge.errors import MissingDependencyError
 from miro_edge.utils.optional import require
+from miro_edge.utils.sysfs import under
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +38,15 @@ class NvmlMeter(PowerMeter):
         self.root = root
         self.device_indices = list(device_indices) if device_indices is not None else None
         self._nvml = nvml
-        self._handles = []  # type: List[Tuple[str, Any]]
+        self._handles: List[Tuple[str, Any]] = []
         self._tracker = CounterTracker()
-        self._total = ()  # type: Tuple[str, ...]
+        self._total: Tuple[str, ...] = ()
 
     @classmethod
     def probe(cls, root: str = "/", nvml: Any = None, **options: Any) -> Optional[str]:
         if nvml is None:
             if not os.path.exists(under(root, DRIVER_FILE)):
-                return "no NVIDIA driver ({} missing)".format(under(root, DRIVER_FILE))
+                return f"no NVIDIA driver ({under(root, DRIVER_FILE)} missing)"
             try:
                 nvml = _load_nvml()
             except MissingDependencyError as exc:
@@ -54,13 +54,13 @@ class NvmlMeter(PowerMeter):
         try:
             nvml.nvmlInit()
         except Exception as exc:  # pynvml.NVMLError and friends
-            return "nvmlInit failed: {}".format(exc)
+            return f"nvmlInit failed: {exc}"
         try:
             if nvml.nvmlDeviceGetCount() < 1:
                 return "NVML sees no GPU"
             nvml.nvmlDeviceGetTotalEnergyConsumption(nvml.nvmlDeviceGetHandleByIndex(0))
         except Exception as exc:
-            return "GPU 0 has no total-energy counter (needs Volta or newer): {}".format(exc)
+            return f"GPU 0 has no total-energy counter (needs Volta or newer): {exc}"
         finally:
             try:
                 nvml.nvmlShutdown()
@@ -77,12 +77,12 @@ class NvmlMeter(PowerMeter):
             nvml.nvmlInit()
             count = nvml.nvmlDeviceGetCount()
             indices = self.device_indices if self.device_indices is not None else list(range(count))
-            self._handles = [("gpu{}".format(i), nvml.nvmlDeviceGetHandleByIndex(i)) for i in indices]
+            self._handles = [(f"gpu{i}", nvml.nvmlDeviceGetHandleByIndex(i)) for i in indices]
             for _, handle in self._handles:
                 nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
         except Exception as exc:
-            raise MeterUnavailableError("NVML energy counter unavailable ({}); it needs an NVIDIA driver and "
-                                        "a Volta-or-newer GPU".format(exc)) from exc
+            raise MeterUnavailableError(f"NVML energy counter unavailable ({exc}); it needs an NVIDIA driver and "
+                                        "a Volta-or-newer GPU") from exc
         if not self._handles:
             raise MeterUnavailableError("NVML sees no GPU; pick another source with --source")
         self._nvml = nvml
@@ -91,12 +91,12 @@ class NvmlMeter(PowerMeter):
         self._tracker = CounterTracker()
 
     def _poll(self, t_s: float) -> PowerSample:
-        raw = {}  # type: Dict[str, float]
+        raw: Dict[str, float] = {}
         for name, handle in self._handles:
             try:
                 raw[name] = float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(handle)) / 1000.0
             except Exception as exc:
-                raise SensorLostError("NVML stopped answering for {}: {}".format(name, exc)) from exc
+                raise SensorLostError(f"NVML stopped answering for {name}: {exc}") from exc
         return self._tracker.sample(t_s, raw, self._total, self.latest())
 
     def _close_source(self) -> None:

@@ -12,11 +12,11 @@ import glob
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
+from miro_edge.energy.counters import CounterTracker
 from miro_edge.energy.meter import METERS, PowerMeter
 from miro_edge.energy.records import MeterUnavailableError, PowerSample, SensorLostError
-from miro_edge.energy.counters import CounterTracker
 from miro_edge.utils.sysfs import is_gone, read_number, read_optional, under
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def discover_zones(root: str = "/") -> List[RaplZone]:
     """RAPL zones under ``root`` with rail names that say which package they belong to."""
     base = under(root, POWERCAP_DIR)
     entries = sorted(glob.glob(os.path.join(base, "intel-rapl:*")))
-    names = {}  # type: Dict[str, str]
+    names: Dict[str, str] = {}
     for path in entries:
         names[os.path.basename(path)] = read_optional(os.path.join(path, "name")) or os.path.basename(path)
     zones = []
@@ -75,22 +75,22 @@ class RaplMeter(PowerMeter):
     def __init__(self, root: str = "/", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = root
-        self._zones = []  # type: List[RaplZone]
-        self._total = ()  # type: Tuple[str, ...]
+        self._zones: List[RaplZone] = []
+        self._total: Tuple[str, ...] = ()
         self._tracker = CounterTracker()
 
     @classmethod
     def probe(cls, root: str = "/", **options: Any) -> Optional[str]:
         zones = discover_zones(root)
         if not zones:
-            return "no RAPL zones under {}".format(under(root, POWERCAP_DIR))
+            return f"no RAPL zones under {under(root, POWERCAP_DIR)}"
         try:
             read_number(zones[0].energy_path)
         except PermissionError:
-            return ("{} is readable by root only (Linux >= 5.10); run as root or add a udev rule that makes "
-                    "energy_uj readable".format(zones[0].energy_path))
+            return (f"{zones[0].energy_path} is readable by root only (Linux >= 5.10); run as root or add a udev rule that makes "
+                    "energy_uj readable")
         except (OSError, ValueError) as exc:
-            return "cannot read {}: {}".format(zones[0].energy_path, exc)
+            return f"cannot read {zones[0].energy_path}: {exc}"
         return None
 
     def rails(self) -> List[str]:
@@ -99,18 +99,18 @@ class RaplMeter(PowerMeter):
     def _open_source(self) -> None:
         reason = self.probe(self.root)
         if reason is not None:
-            raise MeterUnavailableError("{}; RAPL exists on x86 Linux with the powercap driver".format(reason))
+            raise MeterUnavailableError(f"{reason}; RAPL exists on x86 Linux with the powercap driver")
         self._zones = discover_zones(self.root)
         self._total, self.total_rail = total_rails(self._zones)
         self._tracker = CounterTracker({z.rail: z.range_uj / 1e6 for z in self._zones if z.range_uj})
 
     def _poll(self, t_s: float) -> PowerSample:
-        raw = {}  # type: Dict[str, float]
+        raw: Dict[str, float] = {}
         for zone in self._zones:
             try:
                 raw[zone.rail] = read_number(zone.energy_path) / 1e6
             except OSError as exc:
                 if is_gone(exc):
-                    raise SensorLostError("RAPL zone {} disappeared ({})".format(zone.rail, exc)) from exc
+                    raise SensorLostError(f"RAPL zone {zone.rail} disappeared ({exc})") from exc
                 raise
         return self._tracker.sample(t_s, raw, self._total, self.latest())

@@ -70,7 +70,7 @@ class Figure:
     label: str
 
     def __str__(self) -> str:
-        return "{} {:.3f} {} ({}, {})".format(self.name, self.value, self.unit, self.source, self.label)
+        return f"{self.name} {self.value:.3f} {self.unit} ({self.source}, {self.label})"
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class WindowResult:
                Figure("mean power", self.mean_w, "W", self.source, self.label),
                Figure("peak power", self.peak_w, "W", self.source, self.label)]
         for rail in sorted(self.rails):
-            out.append(Figure("energy[{}]".format(rail), self.rails[rail].energy_j, "J",
+            out.append(Figure(f"energy[{rail}]", self.rails[rail].energy_j, "J",
                               self.source, self.label))
         return out
 

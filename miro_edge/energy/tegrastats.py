@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from miro_edge.energy.integrate import total_of
 from miro_edge.energy.meter import METERS, PowerMeter
@@ -47,7 +47,7 @@ class TegrastatsReading:
 
 def parse_line(line: str) -> Optional[TegrastatsReading]:
     """Rails of one tegrastats line; None for a line without power rails."""
-    rails = {}  # type: Dict[str, float]
+    rails: Dict[str, float] = {}
     for match in _RAIL.finditer(line):
         name = match.group(1)
         if name.upper() in _NOT_RAILS:
@@ -83,15 +83,15 @@ class TegrastatsMeter(PowerMeter):
         super().__init__(**kwargs)
         self.root = root
         self.command = list(command) if command is not None else None
-        self._proc = None  # type: Optional[subprocess.Popen]
-        self._stderr = None  # type: Any
-        self._rails = []  # type: List[str]
+        self._proc: Optional[subprocess.Popen] = None
+        self._stderr: Any = None
+        self._rails: List[str] = []
 
     @classmethod
     def probe(cls, root: str = "/", command: Optional[Sequence[str]] = None, **options: Any) -> Optional[str]:
         if command is not None:
             return None if shutil.which(command[0]) or os.path.isfile(command[0]) else \
-                "tegrastats command {!r} not found".format(command[0])
+                f"tegrastats command {command[0]!r} not found"
         if find_tegrastats(root) is None:
             return "tegrastats not found ({} missing and not on PATH)".format(under(root, "/usr/bin/tegrastats"))
         return None
@@ -106,8 +106,8 @@ class TegrastatsMeter(PowerMeter):
     def _open_source(self) -> None:
         reason = self.probe(self.root, self.command)
         if reason is not None:
-            raise MeterUnavailableError("{}; tegrastats ships with JetPack on Jetson boards; pick another "
-                                        "source with --source".format(reason))
+            raise MeterUnavailableError(f"{reason}; tegrastats ships with JetPack on Jetson boards; pick another "
+                                        "source with --source")
         argv = self._argv()
         self._stderr = tempfile.TemporaryFile()
         try:
@@ -134,7 +134,7 @@ class TegrastatsMeter(PowerMeter):
         if self._stop.is_set():
             return
         code = proc.wait()
-        raise SensorLostError("tegrastats exited with status {}{}".format(code, self._stderr_tail()))
+        raise SensorLostError(f"tegrastats exited with status {code}{self._stderr_tail()}")
 
     def _stderr_tail(self) -> str:
         if self._stderr is None:

@@ -24,11 +24,11 @@ class Window:
     def __init__(self, meter: "PowerMeter", name: str, keep_samples: int) -> None:
         self.meter = meter
         self.name = name
-        self.samples = collections.deque(maxlen=keep_samples)  # type: Deque[PowerSample]
-        self.error = None  # type: Optional[SensorLostError]
-        self._integrator = None  # type: Optional[Integrator]
-        self._result = None  # type: Optional[WindowResult]
-        self._work_start = (0, 0, 0.0)  # type: Tuple[int, int, float]
+        self.samples: Deque[PowerSample] = collections.deque(maxlen=keep_samples)
+        self.error: Optional[SensorLostError] = None
+        self._integrator: Optional[Integrator] = None
+        self._result: Optional[WindowResult] = None
+        self._work_start: Tuple[int, int, float] = (0, 0, 0.0)
         self.running = False
 
     # called by the meter under its lock
@@ -68,7 +68,7 @@ class Window:
             "power source {!r} was lost during window {!r} ({}); kept {} sample(s){}. Check that the "
             "sensor/driver is still present, then reopen the meter".format(
                 self.meter.source, self.name, cause, kept,
-                ", partial energy {:.3f} J over {:.3f} s".format(partial.energy_j, partial.duration_s)
+                f", partial energy {partial.energy_j:.3f} J over {partial.duration_s:.3f} s"
                 if partial is not None else ""),
             window=self.name, samples=list(self.samples), partial=partial)
         self.error.__cause__ = cause
@@ -91,8 +91,8 @@ class Window:
         if self.error is not None:
             raise self.error
         if self._result is None:
-            raise MeterStateError("window {!r} is still running or never started; read .result after "
-                                  "the `with` block".format(self.name))
+            raise MeterStateError(f"window {self.name!r} is still running or never started; read .result after "
+                                  "the `with` block")
         return self._result
 
     def __enter__(self) -> "Window":

@@ -26,7 +26,7 @@ def window_from_record(record: Mapping[str, Any], where: str = "record") -> Wind
     try:
         duration = float(record["duration_s"])
         energy = float(record["energy_j"])
-        rails = {}  # type: Dict[str, RailEnergy]
+        rails: Dict[str, RailEnergy] = {}
         for name, r in dict(record.get("rails") or {}).items():
             rails[str(name)] = RailEnergy(str(name), float(r["energy_j"]), float(r.get("mean_w", 0.0)),
                                           float(r.get("peak_w", 0.0)))
@@ -38,16 +38,16 @@ def window_from_record(record: Mapping[str, Any], where: str = "record") -> Wind
             sample_passes=int(record.get("sample_passes", 0)), bytes_read=int(record.get("bytes_read", 0)),
             complete=bool(record.get("complete", True)), flops=float(record.get("flops", 0.0)))
     except (TypeError, ValueError, KeyError) as exc:
-        raise InputError("{}: bad window record: {}".format(where, exc)) from None
+        raise InputError(f"{where}: bad window record: {exc}") from None
 
 
 def read_windows(path: Union[str, Path]) -> List[WindowResult]:
     """Every window record of a JSON-lines file (a torn last line is skipped, like the recorder)."""
     file = Path(path)
     if not file.is_file():
-        raise InputError("window file {} does not exist".format(file))
+        raise InputError(f"window file {file} does not exist")
     lines = file.read_text().splitlines()
-    out = []  # type: List[WindowResult]
+    out: List[WindowResult] = []
     for number, line in enumerate(lines, 1):
         line = line.strip()
         if not line:
@@ -57,9 +57,9 @@ def read_windows(path: Union[str, Path]) -> List[WindowResult]:
         except ValueError:
             if number == len(lines):
                 continue  # torn last line: a power cut mid-write
-            raise InputError("{}:{}: not a JSON line".format(file, number)) from None
+            raise InputError(f"{file}:{number}: not a JSON line") from None
         if isinstance(record, Mapping) and is_window_record(record):
-            out.append(window_from_record(record, "{}:{}".format(file, number)))
+            out.append(window_from_record(record, f"{file}:{number}"))
     if not out:
-        raise InputError("{} holds no window records (lines with window, energy_j, duration_s)".format(file))
+        raise InputError(f"{file} holds no window records (lines with window, energy_j, duration_s)")
     return out

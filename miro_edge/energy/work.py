@@ -23,8 +23,7 @@ class WorkCounter:
         floating-point operations (counted from the model, :mod:`miro_edge.train.flops`); the swap
         worker and loaders the bytes read from the store."""
         if sample_passes < 0 or bytes_read < 0 or not flops >= 0:
-            raise InputError("add_work: counts must be >= 0, got sample_passes={}, bytes_read={}, flops={}".format(
-                sample_passes, bytes_read, flops))
+            raise InputError(f"add_work: counts must be >= 0, got sample_passes={sample_passes}, bytes_read={bytes_read}, flops={flops}")
         with self._lock:
             self._sample_passes += int(sample_passes)
             self._bytes_read += int(bytes_read)

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any, Collection, NamedTuple, Optional, Sequence, Union
 
 from miro_edge.config import field, require
-from miro_edge.errors import OnnxModelError
-from miro_edge.utils.hashing import sha256_file
-from miro_edge.export.targets import MAX_TORCHSCRIPT_OPSET
 from miro_edge.errors import ExportError
+from miro_edge.export.targets import MAX_TORCHSCRIPT_OPSET
 from miro_edge.model.onnx_file import check_onnx
 from miro_edge.utils.atomic import atomic_write_bytes, remove_stale_temps
+from miro_edge.utils.hashing import sha256_file
 from miro_edge.utils.optional import require as require_module
 
 logger = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ class OnnxExportConfig:
     export_batch_size: int = field(2, help="batch size of the example input traced during export")
 
     def __post_init__(self) -> None:
-        require(7 <= self.opset <= 21, "opset", "must be between 7 and 21, got {}".format(self.opset))
+        require(7 <= self.opset <= 21, "opset", f"must be between 7 and 21, got {self.opset}")
         require(self.exporter in EXPORTERS, "exporter", "must be one of {}, got {!r}".format(
             ", ".join(EXPORTERS), self.exporter))
         require(bool(self.input_name) and bool(self.output_name) and self.input_name != self.output_name,
@@ -89,8 +88,8 @@ def choose_exporter(available_params: Collection[str], opset: int, preference: s
 
 
 def _export_kwargs(exporter: str, params: Collection[str], cfg: OnnxExportConfig) -> dict:
-    kwargs = {"input_names": [cfg.input_name], "output_names": [cfg.output_name],
-              "opset_version": cfg.opset}  # type: dict
+    kwargs: dict = {"input_names": [cfg.input_name], "output_names": [cfg.output_name],
+              "opset_version": cfg.opset}
     if exporter == "torchscript":
         if "dynamo" in params:
             kwargs["dynamo"] = False
@@ -135,14 +134,13 @@ def export_onnx(model: Any, path: Union[str, Path], input_shape: Sequence[int],
             try:
                 torch.onnx.export(model, (example,), tmp_path, **kwargs)
             except Exception as exc:
-                raise ExportError("torch.onnx.export ({} exporter, opset {}) failed: {}: {}".format(
-                    exporter, cfg.opset, type(exc).__name__, exc)) from exc
+                raise ExportError(f"torch.onnx.export ({exporter} exporter, opset {cfg.opset}) failed: {type(exc).__name__}: {exc}") from exc
         for w in caught:
             logger.debug("torch.onnx.export: %s", w.message)
         extra = [n for n in os.listdir(tmpdir) if n != "model.onnx"]
         if extra:
-            raise ExportError("the exporter wrote side files {} (external data); the model must be a single "
-                              "file".format(extra))
+            raise ExportError(f"the exporter wrote side files {extra} (external data); the model must be a single "
+                              "file")
         if exporter == "dynamo":
             _convert_opset_in_place(tmp_path, cfg.opset)
         proto = check_onnx(tmp_path)
@@ -174,8 +172,8 @@ def _convert_opset_in_place(path: str, opset: int) -> None:
     try:
         converted = onnx.version_converter.convert_version(model, opset)
     except Exception as exc:
-        raise ExportError("the dynamo exporter produced opset {} and converting to {} failed ({}); "
-                          "use exporter 'torchscript'".format(current, opset, exc)) from None
+        raise ExportError(f"the dynamo exporter produced opset {current} and converting to {opset} failed ({exc}); "
+                          "use exporter 'torchscript'") from None
     onnx.save(converted, path)
 
 
@@ -190,21 +188,20 @@ def default_opset(model: Any) -> Optional[int]:
 def _check_interface(model: Any, cfg: OnnxExportConfig, path: str) -> None:
     opset = default_opset(model)
     if opset != cfg.opset:
-        raise ExportError("exported model has opset {}, expected {}".format(opset, cfg.opset))
+        raise ExportError(f"exported model has opset {opset}, expected {cfg.opset}")
     inputs = [i.name for i in model.graph.input]
     outputs = [o.name for o in model.graph.output]
     if inputs[:1] != [cfg.input_name] or outputs[:1] != [cfg.output_name]:
-        raise ExportError("exported model has inputs {} and outputs {}, expected {!r} -> {!r}".format(
-            inputs, outputs, cfg.input_name, cfg.output_name))
+        raise ExportError(f"exported model has inputs {inputs} and outputs {outputs}, expected {cfg.input_name!r} -> {cfg.output_name!r}")
     if cfg.dynamic_batch:
         dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
         if not dim0.dim_param:
-            raise ExportError("exported model input {!r} has a fixed batch axis ({}); expected a dynamic "
-                              "one".format(cfg.input_name, dim0.dim_value))
+            raise ExportError(f"exported model input {cfg.input_name!r} has a fixed batch axis ({dim0.dim_value}); expected a dynamic "
+                              "one")
     try:
         from onnx.external_data_helper import uses_external_data
 
         if any(uses_external_data(t) for t in model.graph.initializer):
-            raise ExportError("exported model {} references external data; it must be one file".format(path))
+            raise ExportError(f"exported model {path} references external data; it must be one file")
     except ImportError:  # pragma: no cover - very old onnx
         pass

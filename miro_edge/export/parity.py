@@ -11,8 +11,7 @@ from typing import Any, NamedTuple, Optional, Sequence, Union
 import numpy as np
 
 from miro_edge.config import field, require
-from miro_edge.errors import InputError
-from miro_edge.errors import ParityError
+from miro_edge.errors import InputError, ParityError
 from miro_edge.utils.optional import require as require_module
 
 logger = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ def _samples(samples: Optional[np.ndarray], input_shape: Sequence[int], cfg: Par
         return rng.standard_normal((cfg.random_samples,) + shape).astype(np.float32), "random"
     arr = np.asarray(samples, dtype=np.float32)
     if arr.shape[1:] != shape:
-        raise InputError("parity samples have shape {}, expected (N,) + {}".format(arr.shape, shape))
+        raise InputError(f"parity samples have shape {arr.shape}, expected (N,) + {shape}")
     if len(arr) == 0:
         raise InputError("parity samples are empty; pass at least one sample")
     return arr[: cfg.max_samples], "given"
@@ -77,9 +76,8 @@ def check_parity(model: Any, onnx_path: Union[str, Path], input_shape: Sequence[
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     onnx_shape = [d if isinstance(d, int) else None for d in session.get_inputs()[0].shape[1:]]
     if [int(v) for v in input_shape] != onnx_shape:
-        raise ParityError("the ONNX model {} takes inputs of shape {} but the checkpoint's model takes {}: they are "
-                          "not the same model; pass the checkpoint the ONNX file was exported from".format(
-                              onnx_path, onnx_shape, list(input_shape)))
+        raise ParityError(f"the ONNX model {onnx_path} takes inputs of shape {onnx_shape} but the checkpoint's model takes {list(input_shape)}: they are "
+                          "not the same model; pass the checkpoint the ONNX file was exported from")
     model.eval()
     ref_parts, got_parts = [], []
     with torch.no_grad():
@@ -90,12 +88,12 @@ def check_parity(model: Any, onnx_path: Union[str, Path], input_shape: Sequence[
             try:
                 got_parts.append(session.run(None, {input_name: np.ascontiguousarray(chunk)})[0])
             except Exception as exc:  # onnxruntime raises its own types for a wrong input
-                raise ParityError("ONNX Runtime cannot run {} on the checkpoint's inputs ({}); pass the checkpoint "
-                                  "the ONNX file was exported from".format(onnx_path, exc)) from None
+                raise ParityError(f"ONNX Runtime cannot run {onnx_path} on the checkpoint's inputs ({exc}); pass the checkpoint "
+                                  "the ONNX file was exported from") from None
     ref = np.concatenate(ref_parts)
     got = np.concatenate(got_parts)
     if ref.shape != got.shape:
-        raise ParityError("ONNX output shape {} differs from PyTorch {}".format(got.shape, ref.shape))
+        raise ParityError(f"ONNX output shape {got.shape} differs from PyTorch {ref.shape}")
     diff = np.abs(ref - got)
     max_abs = float(diff.max()) if diff.size else 0.0
     max_rel = float((diff / np.maximum(np.abs(ref), 1e-12)).max()) if diff.size else 0.0
@@ -105,8 +103,7 @@ def check_parity(model: Any, onnx_path: Union[str, Path], input_shape: Sequence[
     report = ParityReport(len(x), max_abs, max_rel, agree, passed, source)
     logger.info("parity on %d %s samples: max |diff| %.3g, argmax agreement %.4f", len(x), source, max_abs, agree)
     if not passed:
-        raise ParityError("ONNX Runtime differs from PyTorch on {} {} samples: max |diff| {:.3g} (atol {}, rtol {}), "
-                          "argmax agreement {:.4f}; the export is wrong, do not publish it (re-export, or check "
-                          "for ops the opset lowers differently)".format(len(x), source, max_abs, cfg.atol,
-                                                                         cfg.rtol, agree))
+        raise ParityError(f"ONNX Runtime differs from PyTorch on {len(x)} {source} samples: max |diff| {max_abs:.3g} (atol {cfg.atol}, rtol {cfg.rtol}), "
+                          f"argmax agreement {agree:.4f}; the export is wrong, do not publish it (re-export, or check "
+                          "for ops the opset lowers differently)")
     return report

@@ -10,15 +10,15 @@ from typing import Any, Dict, Mapping, NamedTuple, Optional, Union
 
 import numpy as np
 
-from miro_edge.errors import MissingDependencyError, HardwareUnavailableError
+from miro_edge.errors import HardwareUnavailableError, MissingDependencyError
+from miro_edge.export.onnx_export import OnnxExportConfig, OnnxExportResult, export_onnx
+from miro_edge.export.parity import ParityConfig, ParityReport, check_parity
+from miro_edge.export.targets import TargetProfile, get_target
 from miro_edge.model.artifacts import CHECKPOINT_ARTIFACT, ONNX_ARTIFACT
 from miro_edge.model.checkpoint import model_from_checkpoint, read_checkpoint
-from miro_edge.export.onnx_export import OnnxExportConfig, OnnxExportResult, export_onnx
 from miro_edge.model.onnx_file import check_onnx
-from miro_edge.export.parity import ParityConfig, ParityReport, check_parity
-from miro_edge.registry.model_registry import ModelRegistry, PublishResult
-from miro_edge.export.targets import TargetProfile, get_target
 from miro_edge.registry.canary import CanaryConfig
+from miro_edge.registry.model_registry import ModelRegistry, PublishResult
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def export_checkpoint(checkpoint: PathLike, out_dir: PathLike, target: Union[str
     ``out_dir/engines``), keyed by ONNX hash, TensorRT version, GPU, precision and shapes.
     """
     if engine not in ENGINE_MODES:
-        raise ValueError("engine must be one of {}".format(ENGINE_MODES))
+        raise ValueError(f"engine must be one of {ENGINE_MODES}")
     profile = get_target(target) if isinstance(target, str) else target
     if opset is not None:
         profile = profile.with_opset(opset)
@@ -100,8 +100,8 @@ def publish_model(registry: ModelRegistry, onnx_path: PathLike, checkpoint: Opti
     """
     check_onnx(onnx_path)
     artifacts = {ONNX_ARTIFACT: Path(onnx_path)}
-    merged_metrics = {}  # type: Dict[str, float]
-    merged_config = {}  # type: Dict[str, Any]
+    merged_metrics: Dict[str, float] = {}
+    merged_config: Dict[str, Any] = {}
     label_map, input_shape, class_metrics = None, None, None
     if checkpoint is not None:
         ckpt = read_checkpoint(checkpoint)

@@ -3,13 +3,15 @@
 A profile fixes the ONNX opset the target's TensorRT parser accepts and sensible build
 defaults. Adding a target adds a row here; nothing else branches on target names.
 """
+from __future__ import annotations
+
 import dataclasses
 from typing import Optional
 
 from miro_edge.config import field, require
 from miro_edge.utils.registry import Registry
 
-TARGETS = Registry("target profile")  # type: Registry[TargetProfile]
+TARGETS: Registry[TargetProfile] = Registry("target profile")
 
 MAX_TORCHSCRIPT_OPSET = 17  # highest opset we ask of the TorchScript exporter for TensorRT 8.x
 
@@ -28,13 +30,13 @@ class TargetProfile:
     description: str = field("", help="one line for `miro-edge export --help`")
 
     def __post_init__(self) -> None:
-        require(7 <= self.opset <= 21, "opset", "must be between 7 and 21, got {}".format(self.opset))
+        require(7 <= self.opset <= 21, "opset", f"must be between 7 and 21, got {self.opset}")
         require(self.opset <= self.max_opset, "opset",
-                "{} exceeds the target's maximum {}; lower it".format(self.opset, self.max_opset))
+                f"{self.opset} exceeds the target's maximum {self.max_opset}; lower it")
         require(self.workspace_mb > 0, "workspace_mb", "must be > 0")
         require(self.max_batch >= 1, "max_batch", "must be >= 1")
 
-    def with_opset(self, opset: int) -> "TargetProfile":
+    def with_opset(self, opset: int) -> TargetProfile:
         """The same profile exporting at another opset (validated against ``max_opset``)."""
         return dataclasses.replace(self, opset=opset)
 

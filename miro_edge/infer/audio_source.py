@@ -21,11 +21,11 @@ from miro_edge.infer.sources import SOURCES, FrameSource
 def parse_uri(uri: str) -> Tuple[str, Dict[str, Any]]:
     """``path?k=v&k=v`` -> path and typed front-end options (numbers and true/false parsed)."""
     path, _, query = uri.partition("?")
-    options = {}  # type: Dict[str, Any]
+    options: Dict[str, Any] = {}
     for part in filter(None, query.split("&")):
         key, sep, value = part.partition("=")
         if not sep:
-            raise InputError("wav source option {!r} must be key=value".format(part))
+            raise InputError(f"wav source option {part!r} must be key=value")
         options[key] = _value(value)
     return path, options
 
@@ -64,9 +64,8 @@ class WavClipSource(FrameSource):
         except ConfigError as exc:
             raise InputError(str(exc)) from None
         if tuple(input_shape) != cfg.feature_shape:
-            raise InputError("the wav source's front end makes features {} but the model takes {}; pass the "
-                             "run's data_options in the uri (e.g. ?n_mels=..&hop_length=..&layout=..)".format(
-                                 cfg.feature_shape, tuple(input_shape)))
+            raise InputError(f"the wav source's front end makes features {cfg.feature_shape} but the model takes {tuple(input_shape)}; pass the "
+                             "run's data_options in the uri (e.g. ?n_mels=..&hop_length=..&layout=..)")
         return cls(find_clips(Path(path)), cfg, fps)
 
     def features(self, samples: np.ndarray, rate: int) -> np.ndarray:
@@ -93,5 +92,5 @@ def find_clips(path: Path) -> List[Path]:
         clips = sorted(path.rglob("*.wav"))
         if clips:
             return clips
-        raise InputError("no .wav clips under {}".format(path))
-    raise InputError("wav source: {} does not exist".format(path))
+        raise InputError(f"no .wav clips under {path}")
+    raise InputError(f"wav source: {path} does not exist")

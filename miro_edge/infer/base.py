@@ -5,6 +5,8 @@ buffers or models, ``close`` releases them. ``infer(batch) -> logits`` takes a f
 shaped ``(N,) + input_shape``. Engines are built from a version's artifacts
 (``{"model.onnx": path, "checkpoint.pt": path}``) by a factory registered in ``ENGINES``.
 """
+from __future__ import annotations
+
 import dataclasses
 import logging
 from pathlib import Path
@@ -13,13 +15,13 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from miro_edge.config import field, require
-from miro_edge.errors import InputError, MiroEdgeError, MissingDependencyError, HardwareUnavailableError
+from miro_edge.errors import InputError, MiroEdgeError, MissingDependencyError
 from miro_edge.model.artifacts import input_shape_of  # noqa: F401  (part of this module's API)
 from miro_edge.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
 
-ENGINES = Registry("inference engine")  # type: Registry[InferenceEngine]
+ENGINES: Registry[InferenceEngine] = Registry("inference engine")
 
 # "auto" tries these in order and takes the first whose dependencies and hardware are present.
 AUTO_ORDER = ("tensorrt", "onnxruntime", "torch")
@@ -69,7 +71,7 @@ class InferenceEngine:
         self.is_open = False
 
     # lifecycle -------------------------------------------------------------
-    def open(self) -> "InferenceEngine":
+    def open(self) -> InferenceEngine:
         if not self.is_open:
             self._open()
             self.is_open = True
@@ -80,7 +82,7 @@ class InferenceEngine:
             self.is_open = False
             self._close()
 
-    def __enter__(self) -> "InferenceEngine":
+    def __enter__(self) -> InferenceEngine:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:
@@ -90,12 +92,11 @@ class InferenceEngine:
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Logits for ``batch`` shaped ``(N,) + input_shape`` (float32)."""
         if not self.is_open:
-            raise EngineClosedError("{} engine is not open; use `with engine:` or call open() first".format(self.name))
+            raise EngineClosedError(f"{self.name} engine is not open; use `with engine:` or call open() first")
         if batch.dtype != np.float32 or not batch.flags.c_contiguous:
             batch = np.ascontiguousarray(batch, dtype=np.float32)
         if batch.shape[1:] != self.input_shape:
-            raise InputError("{} engine expects batches shaped (N,) + {}, got {}".format(
-                self.name, self.input_shape, batch.shape))
+            raise InputError(f"{self.name} engine expects batches shaped (N,) + {self.input_shape}, got {batch.shape}")
         return self._infer(batch)
 
     def warmup(self, iterations: Optional[int] = None) -> None:
@@ -147,7 +148,7 @@ def create_engine(name: str, artifacts: Mapping[str, Path], options: Optional[En
         reason = ENGINES.get(candidate).unavailable_reason(arts, opts)  # type: ignore[attr-defined]
         if reason is None:
             return ENGINES.create(candidate, arts, opts)
-        reasons.append("{}: {}".format(candidate, reason))
+        reasons.append(f"{candidate}: {reason}")
     raise MissingDependencyError("no inference engine can run here: " + " | ".join(reasons))
 
 

@@ -41,16 +41,16 @@ class FrameGapGate:
             self._cond.wait_for(lambda: self._frames != seen, timeout=self.max_wait_s)
 
 
-class SwapEvent(object):
+class SwapEvent:
     __slots__ = ("version", "detected_at", "ready_at", "swapped_at", "load_s", "error")
 
     def __init__(self, version: int, detected_at: float) -> None:
         self.version = version
         self.detected_at = detected_at
-        self.ready_at = None  # type: Optional[float]
-        self.swapped_at = None  # type: Optional[float]
-        self.load_s = None  # type: Optional[float]
-        self.error = None  # type: Optional[str]
+        self.ready_at: Optional[float] = None
+        self.swapped_at: Optional[float] = None
+        self.load_s: Optional[float] = None
+        self.error: Optional[str] = None
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -62,7 +62,7 @@ class FixedEngine:
     def __init__(self, engine: InferenceEngine, version: Optional[int] = None) -> None:
         self._engine = engine
         self.version = version
-        self.events = []  # type: List[SwapEvent]
+        self.events: List[SwapEvent] = []
         self.swap_count = 0
         self.gate = FrameGapGate()
 
@@ -98,22 +98,22 @@ class HotSwapper:
         self.poll_interval_s = poll_interval_s
         self.gate = gate or FrameGapGate()
         self._loader = loader or self._load
-        self._engine = None  # type: Optional[InferenceEngine]
-        self._pending = None  # type: Optional[InferenceEngine]
-        self._pending_event = None  # type: Optional[SwapEvent]
-        self.version = None  # type: Optional[int]
-        self.labels = None  # type: Optional[List[Any]]  # the serving version's label map
-        self._pending_labels = None  # type: Optional[List[Any]]
+        self._engine: Optional[InferenceEngine] = None
+        self._pending: Optional[InferenceEngine] = None
+        self._pending_event: Optional[SwapEvent] = None
+        self.version: Optional[int] = None
+        self.labels: Optional[List[Any]] = None  # the serving version's label map
+        self._pending_labels: Optional[List[Any]] = None
         self._frames = 0  # frames this swapper has seen, over every LiveLoop.run()
-        self._token = None  # type: object
+        self._token: object = None
         self._last_poll_frame = 0
         self._last_poll_time = 0.0
-        self._requests = queue.Queue()  # type: queue.Queue
-        self._retired = []  # type: List[InferenceEngine]
+        self._requests: queue.Queue = queue.Queue()
+        self._retired: List[InferenceEngine] = []
         self._busy = threading.Event()
         self._lock = threading.Lock()
-        self._thread = None  # type: Optional[threading.Thread]
-        self.events = []  # type: List[SwapEvent]
+        self._thread: Optional[threading.Thread] = None
+        self.events: List[SwapEvent] = []
         self.failures = 0
         self.swap_count = 0
 
@@ -127,9 +127,8 @@ class HotSwapper:
         try:
             current = self._engine
             if current is not None and tuple(engine.input_shape) != tuple(current.input_shape):
-                raise IncompatibleModelError("version {} takes inputs of shape {} but the live source gives {}; "
-                                             "not swapping to it".format(version, tuple(engine.input_shape),
-                                                                         tuple(current.input_shape)))
+                raise IncompatibleModelError(f"version {version} takes inputs of shape {tuple(engine.input_shape)} but the live source gives {tuple(current.input_shape)}; "
+                                             "not swapping to it")
             for _ in range(self.options.warmup_iterations):
                 yield_point()
                 engine.warmup(1)
@@ -177,7 +176,7 @@ class HotSwapper:
                 engine = self._loader(version, self.gate.wait_idle)
             except Exception as exc:  # keep serving the old engine; the failure is recorded
                 logger.error("cannot load version %s, keeping version %s: %s", version, self.version, exc)
-                event.error = "{}: {}".format(type(exc).__name__, exc)
+                event.error = f"{type(exc).__name__}: {exc}"
                 self.failures += 1
                 self._busy.clear()
                 continue

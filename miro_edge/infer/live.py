@@ -21,7 +21,7 @@ import numpy as np
 from miro_edge.config import field, require
 from miro_edge.errors import MiroEdgeError
 from miro_edge.infer.base import EngineOptions, InferenceEngine
-from miro_edge.infer.hotswap import FixedEngine, HotSwapper, FrameGapGate
+from miro_edge.infer.hotswap import FixedEngine, FrameGapGate, HotSwapper
 from miro_edge.infer.sources import FrameSource, source_shape_check
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class PacedFeed:
     def __init__(self, source: FrameSource, fps: float, queue_size: int) -> None:
         self.source = source
         self.period_s = 1.0 / fps
-        self.queue = queue.Queue(maxsize=queue_size)  # type: queue.Queue
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.evicted = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="miro-live-source", daemon=True)
@@ -152,7 +152,7 @@ class OnDemandFeed:
         self.source = source
         self.evicted = 0
         self._index = 0
-        self.period_s = None  # type: Optional[float]
+        self.period_s: Optional[float] = None
 
     def start(self) -> None:
         pass
@@ -176,7 +176,7 @@ class FeedbackSink:
     def __init__(self, ingest: Ingest, queue_size: int, timeout_s: float) -> None:
         self.ingest = ingest
         self.timeout_s = timeout_s
-        self.queue = queue.Queue(maxsize=queue_size)  # type: queue.Queue
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.sent = 0
         self.errors = 0
         self._thread = threading.Thread(target=self._run, name="miro-feedback", daemon=True)
@@ -186,8 +186,8 @@ class FeedbackSink:
         try:
             self.queue.put((np.array(x, copy=True), label), timeout=self.timeout_s)
         except queue.Full:
-            raise FeedbackBacklogError("{} labelled samples are waiting for ingest; it is slower than the feedback "
-                                       "rate (raise feedback_queue_size or send less)".format(self.queue.qsize())) from None
+            raise FeedbackBacklogError(f"{self.queue.qsize()} labelled samples are waiting for ingest; it is slower than the feedback "
+                                       "rate (raise feedback_queue_size or send less)") from None
 
     def _run(self) -> None:
         while True:
@@ -225,8 +225,8 @@ class LoadMeter:
     def __init__(self, sink: Any, window: int = 30) -> None:
         self.sink = sink  # LoadGauge (set) or LoadFile (publish)
         self.window = window
-        self._busy = []  # type: List[float]
-        self._t = []  # type: List[float]
+        self._busy: List[float] = []
+        self._t: List[float] = []
 
     def frame(self, latency_s: float, period_s: Optional[float]) -> None:
         busy = 1.0 if not period_s else min(1.0, max(0.0, latency_s) / period_s)
@@ -270,7 +270,7 @@ class LiveLoop:
         self.config = config or LiveConfig()
         self.preprocess = preprocess
         self._ingest = ingest
-        self._feedback = None  # type: Optional[FeedbackSink]
+        self._feedback: Optional[FeedbackSink] = None
         self.gate = getattr(self.engines, "gate", None) or FrameGapGate()
         self.stats = LiveStats()
         self._opened = False
@@ -312,8 +312,8 @@ class LiveLoop:
         fps = self.source.fps
         feed = PacedFeed(self.source, fps, self.config.queue_size) if fps else OnDemandFeed(self.source)
         period = 1.0 / fps if fps else None
-        latencies = []  # type: List[float]
-        in_swap = []  # type: List[bool]
+        latencies: List[float] = []
+        in_swap: List[bool] = []
         late = 0
         frames_since_swap = self.config.swap_tail_frames + 1
         swaps_seen = self.engines.swap_count
@@ -402,15 +402,14 @@ def run_live(registry_root: str, source: str = "synthetic", uri: Optional[str] =
              options: Optional[EngineOptions] = None, config: Optional[LiveConfig] = None,
              on_prediction: Optional[Callable[[Prediction], None]] = None) -> LiveStats:
     """Serve the registry's current version on a named source until it ends or a limit is hit."""
-    from miro_edge.registry.model_registry import ModelRegistry
     from miro_edge.infer.base import input_shape_of
     from miro_edge.infer.sources import make_source
+    from miro_edge.registry.model_registry import ModelRegistry
 
     registry = ModelRegistry(registry_root)
     version = registry.current_version()
     if version is None:
-        raise MiroEdgeError("registry {} has no current version; publish one first (`miro-edge publish`)".format(
-            registry_root))
+        raise MiroEdgeError(f"registry {registry_root} has no current version; publish one first (`miro-edge publish`)")
     shape = input_shape_of(registry.artifacts(version))
     frame_source = make_source(source, uri, shape, fps)
     with registry_live_loop(registry_root, frame_source, engine, options, config, on_prediction) as loop:

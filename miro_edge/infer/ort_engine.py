@@ -18,7 +18,7 @@ ProviderSpec = Union[str, Tuple[str, dict]]
 def select_providers(available: Sequence[str], options: EngineOptions) -> List[ProviderSpec]:
     """Providers to pass to InferenceSession, in priority order, with the TensorRT provider's options."""
     wanted = options.providers or PROVIDER_ORDER
-    chosen = []  # type: List[ProviderSpec]
+    chosen: List[ProviderSpec] = []
     for name in wanted:
         if name not in available:
             continue
@@ -40,16 +40,16 @@ class OrtEngine(InferenceEngine):
 
     def __init__(self, artifacts: Mapping[str, Path], options: Optional[EngineOptions] = None,
                  input_shape: Optional[Tuple[int, ...]] = None) -> None:
-        from miro_edge.model.artifacts import ONNX_ARTIFACT
         from miro_edge.infer.base import input_shape_of
+        from miro_edge.model.artifacts import ONNX_ARTIFACT
 
         if ONNX_ARTIFACT not in artifacts:
             from miro_edge.errors import InputError
-            raise InputError("the onnxruntime engine needs a model.onnx artifact; got {}".format(sorted(artifacts)))
+            raise InputError(f"the onnxruntime engine needs a model.onnx artifact; got {sorted(artifacts)}")
         self.onnx_path = Path(artifacts[ONNX_ARTIFACT])
         super().__init__(input_shape or input_shape_of({ONNX_ARTIFACT: self.onnx_path}), options)
-        self.session = None  # type: Any
-        self.providers = []  # type: List[str]
+        self.session: Any = None
+        self.providers: List[str] = []
         self._input_name = ""
 
     @classmethod

@@ -5,6 +5,8 @@ A source is a context manager with ``read() -> Optional[np.ndarray]`` returning 
 arrive at (None: read on demand, e.g. a camera that paces itself or a file replayed as fast as
 possible). Sources are registered by name in ``SOURCES``.
 """
+from __future__ import annotations
+
 import csv
 import importlib
 import logging
@@ -20,15 +22,15 @@ from miro_edge.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
 
-SOURCES = Registry("frame source")  # type: Registry[FrameSource]
+SOURCES: Registry[FrameSource] = Registry("frame source")
 
 
 class FrameSource:
     """Base class: ``open``/``close`` via ``with``; ``read()`` one frame or None at the end."""
 
-    fps = None  # type: Optional[float]
+    fps: Optional[float] = None
 
-    def open(self) -> "FrameSource":
+    def open(self) -> FrameSource:
         return self
 
     def close(self) -> None:
@@ -38,11 +40,11 @@ class FrameSource:
         raise NotImplementedError
 
     @classmethod
-    def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> "FrameSource":
+    def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> FrameSource:
         """Build from a command-line ``uri`` and the model's per-sample input shape."""
         raise NotImplementedError
 
-    def __enter__(self) -> "FrameSource":
+    def __enter__(self) -> FrameSource:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:
@@ -56,7 +58,7 @@ class SyntheticSource(FrameSource):
     def __init__(self, shape: Sequence[int], fps: Optional[float] = 30.0, n_frames: Optional[int] = None,
                  seed: int = 0, pool: int = 64) -> None:
         if fps is not None and fps <= 0:
-            raise InputError("fps must be > 0, got {}".format(fps))
+            raise InputError(f"fps must be > 0, got {fps}")
         self.shape = tuple(int(v) for v in shape)
         self.fps = fps
         self.n_frames = n_frames
@@ -72,7 +74,7 @@ class SyntheticSource(FrameSource):
         return frame
 
     @classmethod
-    def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> "SyntheticSource":
+    def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> SyntheticSource:
         """``uri``: the number of frames (empty: endless)."""
         return cls(input_shape, fps=fps if fps is not None else 30.0, n_frames=int(uri) if uri else None)
 
@@ -87,27 +89,27 @@ class VideoSource(FrameSource):
     def __init__(self, uri: str, input_shape: Sequence[int], fps: Optional[float] = None,
                  scale: float = 1.0 / 255.0) -> None:
         if len(input_shape) != 3 or input_shape[0] not in (1, 3):
-            raise InputError("video frames need a (1|3, H, W) model input, got {}".format(tuple(input_shape)))
+            raise InputError(f"video frames need a (1|3, H, W) model input, got {tuple(input_shape)}")
         self.uri = uri
         self.input_shape = tuple(int(v) for v in input_shape)
         self.fps = fps
         self.scale = scale
-        self._cap = None  # type: Any
-        self._cv2 = None  # type: Any
+        self._cap: Any = None
+        self._cv2: Any = None
 
     @classmethod
-    def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> "VideoSource":
+    def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> VideoSource:
         """``uri``: a camera index ("0") or a video file path."""
         if not uri:
             raise InputError("the video source needs --uri (a camera index such as 0, or a video file)")
         return cls(uri, input_shape, fps=fps)
 
-    def open(self) -> "VideoSource":
+    def open(self) -> VideoSource:
         cv2 = require_module("cv2", "video", "camera and video sources")
         target = int(self.uri) if str(self.uri).isdigit() else str(self.uri)
         cap = cv2.VideoCapture(target)
         if not cap.isOpened():
-            raise InputError("OpenCV cannot open video source {!r}; check the device index or file path".format(self.uri))
+            raise InputError(f"OpenCV cannot open video source {self.uri!r}; check the device index or file path")
         self._cv2, self._cap = cv2, cap
         return self
 
@@ -139,7 +141,7 @@ class _Windower:
         if channels < 1 or window < 1 or hop < 1:
             raise InputError("IMU windows need channels, window and hop >= 1")
         self.channels, self.window, self.hop = channels, window, hop
-        self._rows = deque(maxlen=window)  # type: Deque[np.ndarray]
+        self._rows: Deque[np.ndarray] = deque(maxlen=window)
         self._since = 0
         self.skipped_lines = 0  # headers and malformed lines
 
@@ -155,7 +157,7 @@ class _Windower:
     def push(self, row: Sequence[float]) -> Optional[np.ndarray]:
         values = np.asarray(row, dtype=np.float32)
         if values.shape != (self.channels,):
-            raise InputError("IMU row has {} values, expected {} channels".format(values.size, self.channels))
+            raise InputError(f"IMU row has {values.size} values, expected {self.channels} channels")
         self._rows.append(values)
         self._since += 1
         if len(self._rows) == self.window and self._since >= self.hop:
@@ -175,7 +177,7 @@ def _parse_row(fields: List[str], columns: Optional[Sequence[int]]) -> Optional[
 class _WindowedSource(FrameSource):
     """An IMU source that cuts text rows into windows with ``self._windower``."""
 
-    _windower = None  # type: _Windower
+    _windower: _Windower = None
 
     @property
     def skipped_lines(self) -> int:
@@ -193,22 +195,22 @@ class CsvImuSource(_WindowedSource):
         self.columns = list(columns) if columns is not None else None
         self.fps = fps
         self._windower = _Windower(channels, window, hop)
-        self._handle = None  # type: Any
-        self._reader = None  # type: Optional[Iterator[List[str]]]
+        self._handle: Any = None
+        self._reader: Optional[Iterator[List[str]]] = None
 
     @classmethod
-    def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> "CsvImuSource":
+    def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> CsvImuSource:
         """``uri``: the CSV path; windows take the model's (channels, length) and hop half a window."""
         if not uri or len(input_shape) != 2:
             raise InputError("the imu-csv source needs --uri FILE and a (channels, length) model")
         return cls(uri, channels=int(input_shape[0]), window=int(input_shape[1]),
                    hop=max(1, int(input_shape[1]) // 2), fps=fps)
 
-    def open(self) -> "CsvImuSource":
+    def open(self) -> CsvImuSource:
         try:
             self._handle = open(self.path, newline="")
         except OSError as exc:
-            raise InputError("cannot open IMU CSV {}: {}".format(self.path, exc)) from None
+            raise InputError(f"cannot open IMU CSV {self.path}: {exc}") from None
         self._reader = csv.reader(self._handle)
         return self
 
@@ -238,11 +240,11 @@ class SocketImuSource(_WindowedSource):
         self.timeout_s = timeout_s
         self.fps = fps
         self._windower = _Windower(channels, window, hop)
-        self._sock = None  # type: Any
-        self._file = None  # type: Any
+        self._sock: Any = None
+        self._file: Any = None
 
     @classmethod
-    def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> "SocketImuSource":
+    def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> SocketImuSource:
         """``uri``: ``host:port`` of a TCP server sending one CSV line per time step."""
         if not uri or ":" not in uri or len(input_shape) != 2:
             raise InputError("the imu-socket source needs --uri HOST:PORT and a (channels, length) model")
@@ -250,12 +252,11 @@ class SocketImuSource(_WindowedSource):
         return cls(host, int(port), channels=int(input_shape[0]), window=int(input_shape[1]),
                    hop=max(1, int(input_shape[1]) // 2), fps=fps)
 
-    def open(self) -> "SocketImuSource":
+    def open(self) -> SocketImuSource:
         try:
             self._sock = socket.create_connection(self.address, timeout=self.timeout_s)
         except OSError as exc:
-            raise InputError("cannot connect to IMU stream {}:{}: {}".format(self.address[0], self.address[1],
-                                                                             exc)) from None
+            raise InputError(f"cannot connect to IMU stream {self.address[0]}:{self.address[1]}: {exc}") from None
         self._file = self._sock.makefile("r", encoding="ascii", newline="\n")
         return self
 
@@ -293,12 +294,12 @@ class NpzSource(FrameSource):
         self.path = path
         self.fps = fps
         self.loop = loop
-        self._x = None  # type: Optional[np.ndarray]
-        self._y = None  # type: Optional[np.ndarray]
+        self._x: Optional[np.ndarray] = None
+        self._y: Optional[np.ndarray] = None
         self._index = 0
 
     @classmethod
-    def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> "NpzSource":
+    def from_uri(cls, uri: Optional[str], input_shape: Sequence[int], fps: Optional[float]) -> NpzSource:
         """``uri``: the path of an ``.npz`` with ``x`` (and optionally ``y``)."""
         if not uri:
             raise InputError("the npz source needs --uri PATH.npz (arrays x and, for feedback, y)")
@@ -306,18 +307,17 @@ class NpzSource(FrameSource):
         source.expected_shape = tuple(int(v) for v in input_shape)
         return source
 
-    expected_shape = None  # type: Optional[Tuple[int, ...]]
+    expected_shape: Optional[Tuple[int, ...]] = None
 
-    def open(self) -> "NpzSource":
+    def open(self) -> NpzSource:
         try:
             with np.load(self.path, allow_pickle=False) as data:
                 self._x = np.asarray(data["x"], dtype=np.float32)
                 self._y = np.asarray(data["y"]) if "y" in data.files else None
         except (OSError, KeyError, ValueError) as exc:
-            raise InputError("cannot read frames from {} ({}); it needs an array named x".format(self.path, exc)) from None
+            raise InputError(f"cannot read frames from {self.path} ({exc}); it needs an array named x") from None
         if self.expected_shape is not None and tuple(self._x.shape[1:]) != self.expected_shape:
-            raise InputError("{} holds frames of shape {} but the model takes {}".format(
-                self.path, tuple(self._x.shape[1:]), self.expected_shape))
+            raise InputError(f"{self.path} holds frames of shape {tuple(self._x.shape[1:])} but the model takes {self.expected_shape}")
         self._index = 0
         return self
 
@@ -370,5 +370,5 @@ def frames(source: FrameSource) -> Iterator[np.ndarray]:
 
 def source_shape_check(frame: np.ndarray, expected: Tuple[int, ...]) -> None:
     if tuple(frame.shape) != tuple(expected):
-        raise InputError("source frame shaped {} does not fit the model input {}; pass a preprocess function or "
-                         "fix the source's shape settings".format(frame.shape, expected))
+        raise InputError(f"source frame shaped {frame.shape} does not fit the model input {expected}; pass a preprocess function or "
+                         "fix the source's shape settings")

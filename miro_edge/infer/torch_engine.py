@@ -21,15 +21,15 @@ class TorchEngine(InferenceEngine):
     name = "torch"
 
     def __init__(self, artifacts: Mapping[str, Path], options: Optional[EngineOptions] = None) -> None:
-        from miro_edge.model.checkpoint import read_checkpoint
         from miro_edge.model.artifacts import CHECKPOINT_ARTIFACT
+        from miro_edge.model.checkpoint import read_checkpoint
 
         if CHECKPOINT_ARTIFACT not in artifacts:
-            raise InputError("the torch engine needs a checkpoint.pt artifact; got {}".format(sorted(artifacts)))
+            raise InputError(f"the torch engine needs a checkpoint.pt artifact; got {sorted(artifacts)}")
         self.checkpoint_path = Path(artifacts[CHECKPOINT_ARTIFACT])
         meta = read_checkpoint(self.checkpoint_path)
         super().__init__(tuple(int(v) for v in meta["input_shape"]), options)
-        self.model = None  # type: Any
+        self.model: Any = None
         self.device = "cpu"
 
     @classmethod

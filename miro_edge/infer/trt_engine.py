@@ -12,8 +12,7 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from miro_edge.errors import InputError
-from miro_edge.errors import EngineBuildError
+from miro_edge.errors import EngineBuildError, InputError
 from miro_edge.infer.base import ENGINES, EngineOptions, InferenceEngine
 from miro_edge.utils.optional import require as require_module
 
@@ -22,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 def io_tensors(engine: Any, trt: Any, name_based: bool) -> Tuple[str, str, int, int]:
     """Find the one input and one output of ``engine`` with the API generation's calls."""
-    inputs, outputs = [], []  # type: List[Tuple[str, int]], List[Tuple[str, int]]
+    inputs: List[Tuple[str, int]] = []
+    outputs: List[Tuple[str, int]] = []
     if name_based:
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
@@ -31,7 +31,7 @@ def io_tensors(engine: Any, trt: Any, name_based: bool) -> Tuple[str, str, int, 
         for i in range(engine.num_bindings):
             (inputs if engine.binding_is_input(i) else outputs).append((engine.get_binding_name(i), i))
     if len(inputs) != 1 or len(outputs) != 1:
-        raise EngineBuildError("engine has inputs {} and outputs {}; expected one of each".format(inputs, outputs))
+        raise EngineBuildError(f"engine has inputs {inputs} and outputs {outputs}; expected one of each")
     return inputs[0][0], outputs[0][0], inputs[0][1], outputs[0][1]
 
 
@@ -43,15 +43,15 @@ class TrtEngine(InferenceEngine):
 
     def __init__(self, artifacts: Mapping[str, Path], options: Optional[EngineOptions] = None,
                  engine_path: Optional[Path] = None) -> None:
-        from miro_edge.model.artifacts import ONNX_ARTIFACT
         from miro_edge.infer.base import input_shape_of
+        from miro_edge.model.artifacts import ONNX_ARTIFACT
 
         if ONNX_ARTIFACT not in artifacts and engine_path is None:
             raise InputError("the tensorrt engine needs a model.onnx artifact or an engine file")
         self.onnx_path = Path(artifacts[ONNX_ARTIFACT]) if ONNX_ARTIFACT in artifacts else None
         self.engine_path = engine_path
         super().__init__(input_shape_of(artifacts), options)
-        self._state = {}  # type: dict
+        self._state: dict = {}
 
     @classmethod
     def unavailable_reason(cls, artifacts: Mapping[str, Path], options: EngineOptions) -> Optional[str]:
@@ -87,8 +87,8 @@ class TrtEngine(InferenceEngine):
             with open(str(path), "rb") as handle:
                 engine = runtime.deserialize_cuda_engine(handle.read())
             if engine is None:
-                raise EngineBuildError("TensorRT {} could not deserialize {}; delete it from the engine cache so it "
-                                       "is rebuilt".format(trt.__version__, path))
+                raise EngineBuildError(f"TensorRT {trt.__version__} could not deserialize {path}; delete it from the engine cache so it "
+                                       "is rebuilt")
             context = engine.create_execution_context()
             in_name, out_name, in_idx, out_idx = io_tensors(engine, trt, api.name_based_io)
             max_in = (self.options.max_batch,) + self.input_shape
@@ -127,7 +127,7 @@ class TrtEngine(InferenceEngine):
                 bindings[st["out_idx"]] = st["d_out"].ptr
                 ok = context.execute_async_v2(bindings=bindings, stream_handle=memory.stream_handle)
             if not ok:
-                raise EngineBuildError("TensorRT execution failed for a batch shaped {}".format(batch.shape))
+                raise EngineBuildError(f"TensorRT execution failed for a batch shaped {batch.shape}")
             memory.copy_to_host(out, st["d_out"])
             memory.synchronize()
         return out

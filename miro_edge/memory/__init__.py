@@ -3,9 +3,19 @@ in RAM, and the swap worker between them."""
 from miro_edge.memory.config import MemoryConfig
 from miro_edge.memory.em import EpisodicMemory, ResizeReport, balanced_quota
 from miro_edge.memory.sb import StreamBuffer
-from miro_edge.memory.store import (DEFAULT_BACKEND, RecordNotFoundError, RepairReport, SampleStore, StoreConfig,
-                                    StoreMetadataError, StoreStats, StoreSummary, StoreVersionError, VerifyReport,
-                                    repair_store)
+from miro_edge.memory.store import (
+                                    DEFAULT_BACKEND,
+                                    RecordNotFoundError,
+                                    RepairReport,
+                                    SampleStore,
+                                    StoreConfig,
+                                    StoreMetadataError,
+                                    StoreStats,
+                                    StoreSummary,
+                                    StoreVersionError,
+                                    VerifyReport,
+                                    repair_store,
+)
 from miro_edge.memory.store.backends.base import STORE_BACKENDS
 from miro_edge.memory.swap import SwapConfig, SwapStats, SwapWorker
 from miro_edge.memory.types import SampleSource, StoredSample

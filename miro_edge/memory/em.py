@@ -7,7 +7,7 @@ a torn sample. Resizing happens between tasks, when no swap worker is running.
 """
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -57,7 +57,7 @@ class EpisodicMemory:
 
     def __init__(self, capacity: int, sample_shape: Sequence[int], dtype: torch.dtype = torch.float32) -> None:
         if capacity < 0:
-            raise InputError("EM capacity must be >= 0, got {}".format(capacity))
+            raise InputError(f"EM capacity must be >= 0, got {capacity}")
         self.sample_shape = tuple(int(d) for d in sample_shape)
         self.dtype = dtype
         self._lock = threading.Lock()
@@ -112,9 +112,9 @@ class EpisodicMemory:
     def _set(self, xs: np.ndarray, labels: np.ndarray, record_ids: np.ndarray) -> None:
         n = len(labels)
         if n > self.capacity:
-            raise InputError("EM: {} samples do not fit {} slots".format(n, self.capacity))
+            raise InputError(f"EM: {n} samples do not fit {self.capacity} slots")
         if n and tuple(xs.shape[1:]) != self.sample_shape:
-            raise InputError("EM: sample shape {} expected, got {}".format(self.sample_shape, tuple(xs.shape[1:])))
+            raise InputError(f"EM: sample shape {self.sample_shape} expected, got {tuple(xs.shape[1:])}")
         with self._lock:
             if n:
                 self.data[:n].copy_(torch.from_numpy(np.ascontiguousarray(xs)).to(self.dtype))
@@ -143,7 +143,7 @@ class EpisodicMemory:
         growing, or a new class, refills with a uniform random per-class draw from the store.
         """
         if capacity < 0:
-            raise InputError("EM capacity must be >= 0, got {}".format(capacity))
+            raise InputError(f"EM capacity must be >= 0, got {capacity}")
         before = self.capacity
         xs, labels, rids = self.snapshot()
         quota = balanced_quota(capacity, classes, store.class_counts())

@@ -16,7 +16,7 @@ class StreamBuffer:
 
     def __init__(self, capacity: int, sample_shape: Sequence[int], rng: Optional[np.random.Generator] = None) -> None:
         if capacity < 1:
-            raise InputError("SB capacity must be >= 1, got {}".format(capacity))
+            raise InputError(f"SB capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.sample_shape = tuple(int(d) for d in sample_shape)
         self._rng = rng or np.random.default_rng(0)
@@ -36,7 +36,7 @@ class StreamBuffer:
     def add(self, xs: np.ndarray, labels: np.ndarray) -> int:
         """Offer samples; returns how many were kept (reservoir sampling past capacity)."""
         if tuple(xs.shape[1:]) != self.sample_shape:
-            raise InputError("SB: sample shape {} expected, got {}".format(self.sample_shape, tuple(xs.shape[1:])))
+            raise InputError(f"SB: sample shape {self.sample_shape} expected, got {tuple(xs.shape[1:])}")
         kept = 0
         for x, y in zip(xs, labels):
             if self._size < self.capacity:
@@ -58,7 +58,7 @@ class StreamBuffer:
     def resize(self, capacity: int) -> int:
         """Change capacity; shrinking drops a uniform random subset. Returns samples dropped."""
         if capacity < 1:
-            raise InputError("SB capacity must be >= 1, got {}".format(capacity))
+            raise InputError(f"SB capacity must be >= 1, got {capacity}")
         n = self._size
         keep = np.sort(self._rng.choice(n, size=min(n, capacity), replace=False)) if n else np.zeros(0, np.int64)
         data = torch.zeros((capacity,) + self.sample_shape)

@@ -88,27 +88,26 @@ class SwapWorker:
     def __init__(self, em: EpisodicMemory, store: SampleSource, config: SwapConfig,
                  seed: int = 0, on_read: Optional[Callable[[int], None]] = None) -> None:
         if config.mode != self.MODE:
-            raise InputError("{} runs memory.swap.mode {!r}, the config asks {!r}; build the worker with "
-                             "miro_edge.memory.swap_modes.create_swap_worker".format(
-                                 type(self).__name__, self.MODE, config.mode))
+            raise InputError(f"{type(self).__name__} runs memory.swap.mode {self.MODE!r}, the config asks {config.mode!r}; build the worker with "
+                             "miro_edge.memory.swap_modes.create_swap_worker")
         self.em = em
         self.store = store
         self.config = config
         self.swap_ratio = config.swap_ratio
         self._rng = np.random.default_rng(seed)
-        self._queue = queue.Queue(maxsize=config.max_backlog)  # type: queue.Queue
+        self._queue: queue.Queue = queue.Queue(maxsize=config.max_backlog)
         self._stop = threading.Event()
         self._closing = threading.Event()
-        self._thread = None  # type: Optional[threading.Thread]
+        self._thread: Optional[threading.Thread] = None
         self._on_read = on_read
-        self._lat = collections.deque(maxlen=256)  # type: Deque[float]
-        self._window_lat = []  # type: List[float]
+        self._lat: Deque[float] = collections.deque(maxlen=256)
+        self._window_lat: List[float] = []
         self._window_swaps = 0
         self._ewma = 0.0
         self._swaps = self._submitted = self._dropped = self._cancelled = self._bytes = 0
         self._counter_lock = threading.Lock()
-        self._pending = []  # type: List[np.ndarray]
-        self._inflight_since = None  # type: Optional[float]
+        self._pending: List[np.ndarray] = []
+        self._inflight_since: Optional[float] = None
         self._wait_s = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -158,7 +157,7 @@ class SwapWorker:
         """Change the fraction of each minibatch's EM slots swapped from now on (the controller's
         congestion rule); submissions already queued are picked at the new ratio."""
         if not 0.0 <= ratio <= 1.0:
-            raise InputError("swap ratio must be in [0, 1], got {}".format(ratio))
+            raise InputError(f"swap ratio must be in [0, 1], got {ratio}")
         self.swap_ratio = float(ratio)
 
     def apply_due(self) -> int:
@@ -223,7 +222,7 @@ class SwapWorker:
             return None
         chosen = np.unique(np.concatenate(picked))
         labels = self.em.labels.numpy()[chosen]
-        groups = {}  # type: Dict[int, List[int]]  # label -> its EM slots to refill, ascending
+        groups: Dict[int, List[int]] = {}  # label -> its EM slots to refill, ascending
         for slot, label in zip(chosen.tolist(), labels.tolist()):
             groups.setdefault(label, []).append(slot)
         # One call draws and reads every label (for the SampleStore: one transaction, one

@@ -22,7 +22,7 @@ from miro_edge.memory.types import SampleSource
 from miro_edge.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
-SWAP_MODES = Registry("swap mode")  # type: Registry[SwapWorker]
+SWAP_MODES: Registry[SwapWorker] = Registry("swap mode")
 SWAP_MODES.register("async")(SwapWorker)
 
 
@@ -38,7 +38,7 @@ class DeterministicSwapWorker(SwapWorker):
         self._seed = int(seed) % (1 << 63)  # a random stream seed must be >= 0
         self._tickets = 0  # submissions so far
         self._applied = 0  # submissions whose swaps are in the EM
-        self._ready = {}  # type: Dict[int, Optional[FetchedSwaps]]
+        self._ready: Dict[int, Optional[FetchedSwaps]] = {}
         self._cond = threading.Condition()
 
     def submit(self, slots: Sequence[int]) -> bool:
@@ -97,7 +97,7 @@ class DeterministicSwapWorker(SwapWorker):
                 if item is _WAKE:
                     continue
                 ticket, slots, ratio = item
-                fetched = None  # type: Optional[FetchedSwaps]
+                fetched: Optional[FetchedSwaps] = None
                 try:
                     rng = np.random.default_rng([self._seed, ticket])
                     picked = choose_slots(slots, ratio, rng)

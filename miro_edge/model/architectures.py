@@ -12,7 +12,7 @@ from torch import nn
 from miro_edge.errors import ConfigError
 from miro_edge.utils.registry import Registry
 
-MODELS = Registry("model")  # type: Registry[nn.Module]
+MODELS: Registry[nn.Module] = Registry("model")
 
 
 class IncrementalClassifier(nn.Module):
@@ -57,7 +57,7 @@ def _conv_block1d(cin: int, cout: int, k: int) -> nn.Sequential:
 @MODELS.register("cnn2d")
 def cnn2d(input_shape: Sequence[int], num_classes: int, width: int = 32) -> IncrementalClassifier:
     if len(input_shape) != 3:
-        raise ConfigError("model cnn2d expects input_shape (C, H, W), got {}".format(tuple(input_shape)))
+        raise ConfigError(f"model cnn2d expects input_shape (C, H, W), got {tuple(input_shape)}")
     channels = input_shape[0]
     features = nn.Sequential(
         _conv_block2d(channels, width),
@@ -72,7 +72,7 @@ def cnn2d(input_shape: Sequence[int], num_classes: int, width: int = 32) -> Incr
 @MODELS.register("cnn1d")
 def cnn1d(input_shape: Sequence[int], num_classes: int, width: int = 32) -> IncrementalClassifier:
     if len(input_shape) != 2:
-        raise ConfigError("model cnn1d expects input_shape (channels, length), got {}".format(tuple(input_shape)))
+        raise ConfigError(f"model cnn1d expects input_shape (channels, length), got {tuple(input_shape)}")
     channels = input_shape[0]
     features = nn.Sequential(
         _conv_block1d(channels, width, 7), nn.MaxPool1d(2),

@@ -22,4 +22,4 @@ def input_shape_of(artifacts: Mapping[str, Path]) -> Tuple[int, ...]:
         from miro_edge.model.checkpoint import read_checkpoint
 
         return tuple(int(v) for v in read_checkpoint(artifacts[CHECKPOINT_ARTIFACT])["input_shape"])
-    raise InputError("no {} or {} among artifacts {}".format(ONNX_ARTIFACT, CHECKPOINT_ARTIFACT, sorted(artifacts)))
+    raise InputError(f"no {ONNX_ARTIFACT} or {CHECKPOINT_ARTIFACT} among artifacts {sorted(artifacts)}")

@@ -14,8 +14,8 @@ tensor, which ``torch.load`` itself does not notice) is refused instead of expor
 files (no checksum) still load.
 """
 import hashlib
-import json
 import io
+import json
 import logging
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
@@ -38,14 +38,14 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
     """Load a checkpoint dict safely (weights only) and check its keys and version."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError("checkpoint {} does not exist; pass the .pt file the trainer wrote".format(path))
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the .pt file the trainer wrote")
     try:
         ckpt = load_weights_only(str(path), map_location="cpu")
     except Exception as exc:  # torch raises many types for truncated/corrupt/unsafe files
-        raise CheckpointError("cannot load checkpoint {} ({}: {}); the file is corrupt, truncated or "
-                              "not a miro_edge checkpoint".format(path, type(exc).__name__, exc)) from None
+        raise CheckpointError(f"cannot load checkpoint {path} ({type(exc).__name__}: {exc}); the file is corrupt, truncated or "
+                              "not a miro_edge checkpoint") from None
     if not isinstance(ckpt, Mapping):
-        raise CheckpointError("checkpoint {} holds a {}, expected a dict".format(path, type(ckpt).__name__))
+        raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise CheckpointError("checkpoint {} lacks key(s) {}; it was not written by the miro_edge trainer"
@@ -58,9 +58,8 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
         recorded = ckpt.get(CHECKSUM_KEY)
         digest = payload_digest(ckpt)
         if recorded != digest:
-            raise CheckpointError("checkpoint {} fails its checksum (its contents hash to {}, it records {}): the file "
-                                  "was damaged after it was written; use an earlier checkpoint or retrain".format(
-                                      path, digest[:16], str(recorded)[:16]))
+            raise CheckpointError(f"checkpoint {path} fails its checksum (its contents hash to {digest[:16]}, it records {str(recorded)[:16]}): the file "
+                                  "was damaged after it was written; use an earlier checkpoint or retrain")
     return dict(ckpt)
 
 
@@ -87,7 +86,7 @@ def _feed(digest: Any, value: Any) -> None:
         import torch
 
         t = value.detach().cpu().contiguous()
-        digest.update("T{}{}".format(t.dtype, list(t.shape)).encode("ascii"))
+        digest.update(f"T{t.dtype}{list(t.shape)}".encode("ascii"))
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     else:
         digest.update(json.dumps(value, sort_keys=True, default=str).encode("utf-8"))

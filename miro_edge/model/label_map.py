@@ -16,26 +16,26 @@ FORMAT_VERSION = 1
 
 def check_label(label: Any, where: str = "") -> Label:
     """A label as stored (int or non-empty str); anything else is an InputError naming ``where``."""
-    at = " ({})".format(where) if where else ""
+    at = f" ({where})" if where else ""
     if isinstance(label, bool):
-        raise InputError("label {!r}{} is a boolean; use an int or a string".format(label, at))
+        raise InputError(f"label {label!r}{at} is a boolean; use an int or a string")
     if hasattr(label, "item") and not isinstance(label, (str, bytes)):  # numpy scalars
         label = label.item()
     if isinstance(label, int):
         return int(label)
     if isinstance(label, str):
         if not label.strip():
-            raise InputError("empty label{}; every sample needs a label".format(at))
+            raise InputError(f"empty label{at}; every sample needs a label")
         return label
-    raise InputError("label {!r}{} must be an int or a string, got {}".format(label, at, type(label).__name__))
+    raise InputError(f"label {label!r}{at} must be an int or a string, got {type(label).__name__}")
 
 
 class LabelMap:
     """Class id ``i`` is ``labels[i]``; ``extend`` only appends."""
 
     def __init__(self, labels: Iterable[Label] = ()) -> None:
-        self._labels = []  # type: List[Label]
-        self._ids = {}  # type: Dict[Tuple[str, Label], int]
+        self._labels: List[Label] = []
+        self._ids: Dict[Tuple[str, Label], int] = {}
         self.extend(labels)
 
     @staticmethod
@@ -56,16 +56,17 @@ class LabelMap:
         try:
             return self._ids[self._key(check_label(label))]
         except KeyError:
-            raise InputError("label {!r} is unknown to this model (known: {})".format(label, self._labels)) from None
+            raise InputError(f"label {label!r} is unknown to this model (known: {self._labels})") from None
 
     def label(self, class_id: int) -> Label:
         if not 0 <= int(class_id) < len(self._labels):
-            raise InputError("class id {} is outside the label map of {} labels".format(class_id, len(self._labels)))
+            raise InputError(f"class id {class_id} is outside the label map of {len(self._labels)} labels")
         return self._labels[int(class_id)]
 
     def new_labels(self, labels: Iterable[Label]) -> List[Label]:
         """Labels of ``labels`` not in the map yet, in first-seen order."""
-        out, seen = [], set()  # type: List[Label], set
+        out: List[Label] = []
+        seen: set = set()
         for label in labels:
             key = self._key(check_label(label))
             if key not in self._ids and key not in seen:
@@ -100,11 +101,11 @@ class LabelMap:
     @classmethod
     def from_json(cls, data: Any, where: str = "label map") -> "LabelMap":
         if not isinstance(data, list):
-            raise InputError("{} must be a list of labels, got {}".format(where, type(data).__name__))
-        labels = [check_label(v, "{} entry {}".format(where, i)) for i, v in enumerate(data)]
+            raise InputError(f"{where} must be a list of labels, got {type(data).__name__}")
+        labels = [check_label(v, f"{where} entry {i}") for i, v in enumerate(data)]
         made = cls(labels)
         if len(made) != len(labels):
-            raise InputError("{} lists a label twice: {}".format(where, labels))
+            raise InputError(f"{where} lists a label twice: {labels}")
         return made
 
     def save(self, path: Union[str, Path]) -> None:
@@ -118,8 +119,8 @@ class LabelMap:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise InputError("{} is unreadable ({}); restore it from the latest checkpoint".format(path, exc)) from None
+            raise InputError(f"{path} is unreadable ({exc}); restore it from the latest checkpoint") from None
         return cls.from_json(data.get("labels") if isinstance(data, dict) else data, str(path))
 
     def __repr__(self) -> str:
-        return "LabelMap({})".format(self._labels)
+        return f"LabelMap({self._labels})"

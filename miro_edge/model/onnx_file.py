@@ -20,15 +20,15 @@ def check_onnx(path: PathLike) -> Any:
     onnx = require_module("onnx", "onnx", "checking ONNX models")
     path = Path(path)
     if not path.is_file():
-        raise OnnxModelError("ONNX file {} does not exist; export the model first".format(path))
+        raise OnnxModelError(f"ONNX file {path} does not exist; export the model first")
     size = path.stat().st_size
     if size == 0:
-        raise OnnxModelError("ONNX file {} is empty (an interrupted write?); export it again".format(path))
+        raise OnnxModelError(f"ONNX file {path} is empty (an interrupted write?); export it again")
     try:
         model = onnx.load(str(path))
     except Exception as exc:
-        raise OnnxModelError("ONNX file {} ({} bytes) cannot be parsed: {}; it is truncated or corrupt, "
-                             "export it again".format(path, size, exc)) from None
+        raise OnnxModelError(f"ONNX file {path} ({size} bytes) cannot be parsed: {exc}; it is truncated or corrupt, "
+                             "export it again") from None
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
@@ -36,7 +36,7 @@ def check_onnx(path: PathLike) -> Any:
                              "by an incompatible exporter".format(path, str(exc).strip().splitlines()[0]
                                                                   if str(exc).strip() else exc)) from None
     if not model.graph.input or not model.graph.output:
-        raise OnnxModelError("ONNX file {} has no graph inputs or outputs; it is truncated".format(path))
+        raise OnnxModelError(f"ONNX file {path} has no graph inputs or outputs; it is truncated")
     return model
 
 
@@ -47,6 +47,6 @@ def onnx_input(onnx_path: PathLike) -> Tuple[str, Tuple[int, ...]]:
     dims = inp.type.tensor_type.shape.dim
     sample = tuple(int(d.dim_value) for d in dims[1:])
     if any(v <= 0 for v in sample):
-        raise EngineBuildError("ONNX input {!r} has non-static sample dims {}; only the batch axis may be "
-                               "dynamic".format(inp.name, sample))
+        raise EngineBuildError(f"ONNX input {inp.name!r} has non-static sample dims {sample}; only the batch axis may be "
+                               "dynamic")
     return inp.name, sample

@@ -22,7 +22,7 @@ class CanaryConfig:
 
     def __post_init__(self) -> None:
         require(bool(self.metric), "metric", "must be a metric name such as val_accuracy")
-        require(self.max_drop >= 0, "max_drop", "must be >= 0, got {}".format(self.max_drop))
+        require(self.max_drop >= 0, "max_drop", f"must be >= 0, got {self.max_drop}")
 
 
 class CanaryDecision(NamedTuple):
@@ -49,17 +49,14 @@ def canary_decision(new_metrics: Optional[Mapping[str, float]], current_metrics:
     new = _value(new_metrics, cfg.metric)
     cur = _value(current_metrics, cfg.metric) if has_current else None
     if new is None and cfg.require_metric:
-        return CanaryDecision(False, "candidate reports no {!r} metric; validate it before publishing".format(
-            cfg.metric), None, cur)
+        return CanaryDecision(False, f"candidate reports no {cfg.metric!r} metric; validate it before publishing", None, cur)
     if not has_current:
         return CanaryDecision(True, "first version", new, None)
     if cur is None or new is None:
-        return CanaryDecision(True, "no {!r} to compare against".format(cfg.metric), new, cur)
+        return CanaryDecision(True, f"no {cfg.metric!r} to compare against", new, cur)
     if new < cur - cfg.max_drop:
-        return CanaryDecision(False, "{} {:.4f} is worse than current {:.4f} by {:.4f} (> max_drop {:.4f})".format(
-            cfg.metric, new, cur, cur - new, cfg.max_drop), new, cur)
-    return CanaryDecision(True, "{} {:.4f} vs current {:.4f} (max_drop {:.4f})".format(
-        cfg.metric, new, cur, cfg.max_drop), new, cur)
+        return CanaryDecision(False, f"{cfg.metric} {new:.4f} is worse than current {cur:.4f} by {cur - new:.4f} (> max_drop {cfg.max_drop:.4f})", new, cur)
+    return CanaryDecision(True, f"{cfg.metric} {new:.4f} vs current {cur:.4f} (max_drop {cfg.max_drop:.4f})", new, cur)
 
 
 def _class_values(metrics: Optional[Mapping[str, Any]]) -> Mapping[str, float]:
@@ -88,11 +85,9 @@ def class_canary_decision(new_classes: Optional[Mapping[str, Any]], current_clas
     new_old = sum(new[c] for c in shared) / len(shared)
     cur_old = sum(cur[c] for c in shared) / len(shared)
     added = sorted(set(new) - set(cur))
-    extra = "; new classes {} at {:.4f}".format(added, sum(new[c] for c in added) / len(added)) if added else ""
+    extra = f"; new classes {added} at {sum(new[c] for c in added) / len(added):.4f}" if added else ""
     worst = min(shared, key=lambda c: new[c] - cur[c])
-    detail = "accuracy on the {} classes both know {:.4f} vs current {:.4f} (worst: {!r} {:.4f} vs {:.4f}){}".format(
-        len(shared), new_old, cur_old, worst, new[worst], cur[worst], extra)
+    detail = f"accuracy on the {len(shared)} classes both know {new_old:.4f} vs current {cur_old:.4f} (worst: {worst!r} {new[worst]:.4f} vs {cur[worst]:.4f}){extra}"
     if new_old < cur_old - cfg.max_drop:
-        return CanaryDecision(False, "regression on old classes: {} dropped by {:.4f} > max_drop {:.4f}".format(
-            detail, cur_old - new_old, cfg.max_drop), new_old, cur_old)
-    return CanaryDecision(True, "{} (max_drop {:.4f})".format(detail, cfg.max_drop), new_old, cur_old)
+        return CanaryDecision(False, f"regression on old classes: {detail} dropped by {cur_old - new_old:.4f} > max_drop {cfg.max_drop:.4f}", new_old, cur_old)
+    return CanaryDecision(True, f"{detail} (max_drop {cfg.max_drop:.4f})", new_old, cur_old)

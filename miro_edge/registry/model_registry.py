@@ -31,11 +31,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple, Union
 
-from miro_edge.errors import RegistryError
-from miro_edge.errors import IncompatibleModelError, IntegrityError, VersionNotFoundError
+from miro_edge.errors import IncompatibleModelError, IntegrityError, RegistryError, VersionNotFoundError
 from miro_edge.registry.canary import CanaryConfig, CanaryDecision, canary_decision, class_canary_decision
-from miro_edge.utils.hashing import sha256_file
 from miro_edge.utils.atomic import atomic_write, atomic_write_bytes, fsync_dir, remove_stale_temps
+from miro_edge.utils.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ PathLike = Union[str, Path]
 
 
 def version_name(version: int) -> str:
-    return "v{:06d}".format(version)
+    return f"v{version:06d}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +98,7 @@ class ModelRegistry:
 
     def __init__(self, root: PathLike, keep_last: int = 5, canary: Optional[CanaryConfig] = None) -> None:
         if keep_last < 1:
-            raise RegistryError("keep_last must be >= 1, got {}".format(keep_last))
+            raise RegistryError(f"keep_last must be >= 1, got {keep_last}")
         self.root = Path(root)
         self.keep_last = keep_last
         self.canary = canary or CanaryConfig()
@@ -129,8 +128,8 @@ class ModelRegistry:
             raise
         match = _NAME_RE.match(text)
         if not match:
-            raise RegistryError("{} holds {!r}, not a version name; restore it with `miro-edge rollback "
-                                "--to N`".format(self.pointer_path, text))
+            raise RegistryError(f"{self.pointer_path} holds {text!r}, not a version name; restore it with `miro-edge rollback "
+                                "--to N`")
         return int(match.group(1))
 
     def version_dir(self, version: int) -> Path:
@@ -138,19 +137,17 @@ class ModelRegistry:
             path = self.root / sub / version_name(version)
             if path.is_dir():
                 return path
-        raise VersionNotFoundError("version {} is not in registry {}; `miro-edge versions` lists them".format(
-            version, self.root))
+        raise VersionNotFoundError(f"version {version} is not in registry {self.root}; `miro-edge versions` lists them")
 
     def manifest(self, version: int) -> Manifest:
         path = self.version_dir(version) / MANIFEST
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise IntegrityError("manifest {} is unreadable ({}); the version is damaged".format(path, exc)) from None
+            raise IntegrityError(f"manifest {path} is unreadable ({exc}); the version is damaged") from None
         manifest = Manifest.from_dict(data)
         if manifest.format_version != MANIFEST_FORMAT_VERSION:
-            raise RegistryError("manifest {} has format_version {}; this miro_edge reads {}".format(
-                path, manifest.format_version, MANIFEST_FORMAT_VERSION))
+            raise RegistryError(f"manifest {path} has format_version {manifest.format_version}; this miro_edge reads {MANIFEST_FORMAT_VERSION}")
         return manifest
 
     def made_current(self) -> Optional[List[int]]:
@@ -196,8 +193,7 @@ class ModelRegistry:
         for name, info in manifest.artifacts.items():
             path = base / name
             if not path.is_file():
-                raise IntegrityError("version {} artifact {} is missing; roll back to another version".format(
-                    version, path))
+                raise IntegrityError(f"version {version} artifact {path} is missing; roll back to another version")
             digest = sha256_file(path)
             if digest != info["sha256"]:
                 raise IntegrityError("version {} artifact {} has sha256 {} but the manifest records {}; refusing "
@@ -265,9 +261,9 @@ class ModelRegistry:
         """
         for name, src in artifacts.items():
             if not _ARTIFACT_RE.match(name):
-                raise RegistryError("artifact name {!r} is not a plain file name".format(name))
+                raise RegistryError(f"artifact name {name!r} is not a plain file name")
             if not Path(src).is_file():
-                raise RegistryError("artifact {} ({}) does not exist".format(name, src))
+                raise RegistryError(f"artifact {name} ({src}) does not exist")
         if not artifacts:
             raise RegistryError("nothing to publish: pass at least one artifact")
         metrics_f = {str(k): float(v) for k, v in (metrics or {}).items()}
@@ -280,7 +276,7 @@ class ModelRegistry:
                 _check_compatible(current, label_map, input_shape)
             cfg = canary or self.canary
             classes = {str(k): float(v) for k, v in (class_metrics or {}).items()}
-            decision = None  # type: Optional[CanaryDecision]
+            decision: Optional[CanaryDecision] = None
             if current is not None:
                 decision = class_canary_decision(classes, current_class_metrics if current_class_metrics is not None
                                                  else current.class_metrics, cfg)
@@ -347,11 +343,11 @@ class ModelRegistry:
                     raise RegistryError("nothing to roll back: the registry has no current version")
                 to = self.manifest(cur).parent
                 if to is None:
-                    raise RegistryError("version {} has no parent to roll back to; pass --to N".format(cur))
+                    raise RegistryError(f"version {cur} has no parent to roll back to; pass --to N")
             target = self.root / "versions" / version_name(to)
             if not target.is_dir():
-                raise VersionNotFoundError("version {} is not an accepted version in {}; `miro-edge versions` "
-                                           "lists them".format(to, self.root))
+                raise VersionNotFoundError(f"version {to} is not an accepted version in {self.root}; `miro-edge versions` "
+                                           "lists them")
             self._clean_scratch()
             manifest = self.verify(to)
             self._set_pointer(to)
@@ -395,15 +391,13 @@ def _check_compatible(current: Manifest, label_map: Optional[List[Any]], input_s
     """The live loop swaps a candidate in place of ``current``: same input, labels only appended."""
     if input_shape is not None and current.input_shape is not None and list(input_shape) != current.input_shape:
         raise IncompatibleModelError(
-            "the candidate takes inputs of shape {} but current version {} takes {}; the live loop could not "
-            "swap to it. Publish with --force to replace the model anyway".format(
-                list(input_shape), current.name, current.input_shape))
+            f"the candidate takes inputs of shape {list(input_shape)} but current version {current.name} takes {current.input_shape}; the live loop could not "
+            "swap to it. Publish with --force to replace the model anyway")
     if label_map is not None and current.label_map is not None and \
             list(label_map[:len(current.label_map)]) != list(current.label_map):
         raise IncompatibleModelError(
-            "the candidate's labels {} do not extend current version {}'s labels {} (a label would change its "
-            "class id); publish with --force to replace the label map anyway".format(
-                list(label_map), current.name, current.label_map))
+            f"the candidate's labels {list(label_map)} do not extend current version {current.name}'s labels {current.label_map} (a label would change its "
+            "class id); publish with --force to replace the label map anyway")
 
 
 def _copy_fsync(src: Path, dst: Path) -> Dict[str, Any]:

@@ -137,7 +137,7 @@ def analyse(plan: Dict[str, Any], runs: Dict[str, Dict[str, Any]]) -> Observatio
         r = ok[c["key"]]
         obs.energy_points.append((float(r["mean_training_samples_in_ram"]), float(r["energy_j"])))
     obs.energy_fit = linear_fit([p[0] for p in obs.energy_points], [p[1] for p in obs.energy_points])
-    by_cell = {}  # type: Dict[Tuple[int, float], List[Dict[str, Any]]]
+    by_cell: Dict[Tuple[int, float], List[Dict[str, Any]]] = {}
     for c in grid:
         by_cell.setdefault((int(c["budget_samples"]), float(c["em_share"])), []).append(dict(ok[c["key"]], cell=c))
     for (budget, share), rs in sorted(by_cell.items()):
@@ -165,7 +165,7 @@ def analyse(plan: Dict[str, Any], runs: Dict[str, Dict[str, Any]]) -> Observatio
                         "from_acc": small.accuracy.mean, "to_acc": large.accuracy.mean,
                         "beyond_noise": _differs(small.accuracy, large.accuracy)})
     swap = [c for c in cells if c["series"] == "swap" and c["key"] in ok]
-    by_ratio = {}  # type: Dict[float, List[Dict[str, Any]]]
+    by_ratio: Dict[float, List[Dict[str, Any]]] = {}
     for c in swap:
         by_ratio.setdefault(float(c["swap_ratio"]), []).append(ok[c["key"]])
     for ratio, rs in sorted(by_ratio.items()):
@@ -193,7 +193,7 @@ def verdicts(obs: Observations) -> Dict[str, str]:
     best = obs.best_by_accuracy
     if len(best) >= 2:
         distinct = sorted(set(best.values()))
-        clear = {}  # type: Dict[int, float]
+        clear: Dict[int, float] = {}
         tests = []
         for b, share in best.items():
             row = sorted((g for g in obs.grid if g.budget_samples == b), key=lambda g: -g.accuracy.mean)
@@ -201,14 +201,14 @@ def verdicts(obs: Observations) -> Dict[str, str]:
             tests.append(test)
             if test:
                 clear[b] = share
-        listed = ", ".join("{}: {:g}".format(b, s) for b, s in sorted(best.items()))
+        listed = ", ".join(f"{b}: {s:g}" for b, s in sorted(best.items()))
         if any(t is None for t in tests):
             verdict = "{} without a noise test (one seed)".format("shown" if len(distinct) > 1 else "not shown")
         elif len(set(clear.values())) > 1:
             verdict = "shown"
         else:
             verdict = "not shown beyond noise" if len(distinct) > 1 else "not shown"
-        per_joule = ", ".join("{}: {:g}".format(b, s) for b, s in sorted(obs.best_by_acc_per_j.items()))
+        per_joule = ", ".join(f"{b}: {s:g}" for b, s in sorted(obs.best_by_acc_per_j.items()))
         out["best_split_per_budget"] = "{}: best EM share by accuracy per budget {}; clear (beats the runner-up by " \
             "> 2 standard errors) at {}; by accuracy per joule (no noise test) {}".format(
                 verdict, listed, ", ".join(str(b) for b in sorted(clear)) or "none", per_joule)
@@ -218,14 +218,14 @@ def verdicts(obs: Observations) -> Dict[str, str]:
     real = [d for d in drops if d["beyond_noise"] is True]
     unknown = [d for d in drops if d["beyond_noise"] is None]
     if real:
-        out["larger_budget_not_better"] = "shown: {} budget increase(s) lose accuracy beyond 2 standard errors".format(len(real))
+        out["larger_budget_not_better"] = f"shown: {len(real)} budget increase(s) lose accuracy beyond 2 standard errors"
     elif unknown:
         worst = max(unknown, key=lambda d: d["from_acc"] - d["to_acc"])
         out["larger_budget_not_better"] = ("shown without a noise test (one seed): {} larger-budget drop(s), largest "
                                            "{:.3f} ({} -> {} samples)".format(len(unknown), worst["from_acc"] - worst["to_acc"],
                                                                              worst["from_budget"], worst["to_budget"]))
     elif drops:
-        out["larger_budget_not_better"] = "not shown: {} drop(s), all within 2 standard errors".format(len(drops))
+        out["larger_budget_not_better"] = f"not shown: {len(drops)} drop(s), all within 2 standard errors"
     else:
         out["larger_budget_not_better"] = "not shown: accuracy never fell as the budget grew"
     if obs.swap_energy_change is None:
@@ -248,11 +248,11 @@ def verdicts(obs: Observations) -> Dict[str, str]:
             elif not above_zero:
                 knee_note = " (not resolved: accuracy there is within 2 standard errors of no swapping)"
             elif share < 0.75:
-                knee_note = " (not a knee: only {:.0%} of the best gain by then)".format(share)
+                knee_note = f" (not a knee: only {share:.0%} of the best gain by then)"
         out["swap_cheap_low_knee"] = "{}: energy {:+.1%} from swap ratio {:g} to {:g}; accuracy {:+.3f}{}; knee {}{}".format(
             "shown" if cheap and low else "partly shown" if cheap or low else "not shown", obs.swap_energy_change,
             obs.swap[0].swap_ratio, obs.swap[-1].swap_ratio, obs.swap_accuracy_gain or 0.0,
             "" if gain is None else " (beyond 2 standard errors)" if gain else " (within 2 standard errors)",
-            "at {:g}".format(obs.knee_ratio) if obs.knee_ratio is not None else "none (accuracy does not rise)",
+            f"at {obs.knee_ratio:g}" if obs.knee_ratio is not None else "none (accuracy does not rise)",
             knee_note)
     return out

@@ -87,7 +87,7 @@ class Cell:
 def plan(cfg: SweepConfig, base_swap_ratio: float) -> List[Tuple[Point, Cell]]:
     """Every (point, cell) of the sweep, grid first; a point may appear in both series."""
     grid_swap = cfg.grid_swap_ratio if cfg.grid_swap_ratio is not None else base_swap_ratio
-    out = []  # type: List[Tuple[Point, Cell]]
+    out: List[Tuple[Point, Cell]] = []
     for seed in cfg.seeds:
         for budget in sorted(cfg.budgets_samples):
             for share in sorted(cfg.em_shares):
@@ -110,4 +110,4 @@ def workload_key(session: Dict[str, Any]) -> str:
 
 def point_key(workload: str, point: Point) -> str:
     """The job's identity: the workload hash and the point's parameters (stable across machines)."""
-    return "{}:em{}:sb{}:swap{:g}:seed{}".format(workload, point.em_size, point.sb_size, point.swap_ratio, point.seed)
+    return f"{workload}:em{point.em_size}:sb{point.sb_size}:swap{point.swap_ratio:g}:seed{point.seed}"

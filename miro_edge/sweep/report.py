@@ -43,7 +43,7 @@ def plot(obs: Observations) -> bytes:
     fig = Figure(figsize=(11, 8.6), dpi=90)
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 2)
-    unit = "J ({})".format(obs.energy_label)
+    unit = f"J ({obs.energy_label})"
     # 1. energy vs in-RAM samples
     ax = axes[0][0]
     if obs.energy_points:
@@ -52,7 +52,7 @@ def plot(obs: Observations) -> bytes:
         if obs.energy_fit is not None:
             line = np.linspace(xs.min(), xs.max(), 20)
             ax.plot(line, obs.energy_fit.slope * line + obs.energy_fit.intercept, color="tab:red",
-                    label="fit: {:.3g} J/sample, R² {:.3f}".format(obs.energy_fit.slope, obs.energy_fit.r2))
+                    label=f"fit: {obs.energy_fit.slope:.3g} J/sample, R² {obs.energy_fit.r2:.3f}")
     ax.set_xlabel("EM + SB samples in RAM while training (mean over tasks)")
     ax.set_ylabel("training energy, " + unit)
     ax.set_title(TITLES["energy_vs_memory"], fontsize=10)
@@ -65,7 +65,7 @@ def plot(obs: Observations) -> bytes:
         vals = [next((g for g in obs.grid if g.budget_samples == b and g.em_share == share), None) for b in budgets]
         pos = np.arange(len(budgets)) + (j - (len(shares) - 1) / 2.0) * width
         ax.bar(pos, [v.accuracy.mean if v else 0 for v in vals], width, yerr=[_err(v.accuracy) if v else 0 for v in vals],
-               label="EM share {:g}".format(share), capsize=2)
+               label=f"EM share {share:g}", capsize=2)
     for i, b in enumerate(budgets):
         best = obs.best_by_accuracy.get(b)
         if best is not None:
@@ -73,7 +73,7 @@ def plot(obs: Observations) -> bytes:
             top = next(g for g in obs.grid if g.budget_samples == b and g.em_share == best).accuracy.mean
             ax.annotate("best", (i + (j - (len(shares) - 1) / 2.0) * width, top), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(np.arange(len(budgets)))
-    ax.set_xticklabels(["{}\n({:.2f} MB)".format(b, obs.budget_mb(b)) for b in budgets], fontsize=8)
+    ax.set_xticklabels([f"{b}\n({obs.budget_mb(b):.2f} MB)" for b in budgets], fontsize=8)
     lows = [g.accuracy.mean for g in obs.grid]
     if lows:
         ax.set_ylim(max(0.0, min(lows) - 0.1), min(1.05, max(lows) + 0.06))
@@ -85,7 +85,7 @@ def plot(obs: Observations) -> bytes:
     for share in shares:
         row = sorted((g for g in obs.grid if g.em_share == share), key=lambda g: g.budget_samples)
         ax.errorbar([g.budget_samples for g in row], [g.accuracy.mean for g in row], yerr=[_err(g.accuracy) for g in row],
-                    marker="o", capsize=2, label="EM share {:g}".format(share))
+                    marker="o", capsize=2, label=f"EM share {share:g}")
     best_curve = [max((g for g in obs.grid if g.budget_samples == b), key=lambda g: g.accuracy.mean) for b in budgets]
     if best_curve:
         ax.plot(budgets, [g.accuracy.mean for g in best_curve], "k--", linewidth=1, label="best split")
@@ -109,7 +109,7 @@ def plot(obs: Observations) -> bytes:
         twin.set_ylim(0, max(energies) * 1.25)
         twin.set_ylabel("training energy, " + unit)
         if obs.knee_ratio is not None:
-            ax.axvline(obs.knee_ratio, color="grey", linestyle=":", label="knee ({:g})".format(obs.knee_ratio))
+            ax.axvline(obs.knee_ratio, color="grey", linestyle=":", label=f"knee ({obs.knee_ratio:g})")
         handles, labels = ax.get_legend_handles_labels()
         h2, l2 = twin.get_legend_handles_labels()
         ax.legend(handles + h2, labels + l2, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8,
@@ -122,8 +122,7 @@ def plot(obs: Observations) -> bytes:
         if handles:
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2 if ax is axes[0][1] else -0.16),
                       ncol=min(4, len(handles)), fontsize=8, frameon=False)
-    fig.suptitle("{} sweep ({} seed(s); energy {} from {})".format(obs.dataset, obs.seeds, obs.energy_label,
-                                                                 obs.energy_source), fontsize=11)
+    fig.suptitle(f"{obs.dataset} sweep ({obs.seeds} seed(s); energy {obs.energy_label} from {obs.energy_source})", fontsize=11)
     fig.subplots_adjust(left=0.08, right=0.92, top=0.92, bottom=0.11, hspace=0.62, wspace=0.32)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -137,14 +136,12 @@ def _fmt(stat: Stat, digits: int = 3) -> str:
 
 def render_html(obs: Observations, png_name: str) -> str:
     e = html.escape
-    rows = []  # type: List[str]
-    rows.append("<h1>Sweep: {} (workload {})</h1>".format(e(obs.dataset), e(obs.workload)))
-    rows.append("<p>Energy is <b>{}</b> (source {}). Budgets count EM+SB sample slots beyond the measured "
-                "training overhead of {:.3f} MB; one slot is {} B. {} seed(s) per point; ± is one standard error "
-                "over seeds. Missing points: {}, failed: {}.</p>".format(
-                    e(obs.energy_label), e(obs.energy_source), obs.overhead_bytes / 2.0 ** 20, obs.bytes_per_sample,
-                    obs.seeds, obs.missing, obs.failed))
-    rows.append('<img src="{}" alt="the four observations" style="max-width:100%">'.format(e(png_name)))
+    rows: List[str] = []
+    rows.append(f"<h1>Sweep: {e(obs.dataset)} (workload {e(obs.workload)})</h1>")
+    rows.append(f"<p>Energy is <b>{e(obs.energy_label)}</b> (source {e(obs.energy_source)}). Budgets count EM+SB sample slots beyond the measured "
+                f"training overhead of {obs.overhead_bytes / 2.0 ** 20:.3f} MB; one slot is {obs.bytes_per_sample} B. {obs.seeds} seed(s) per point; ± is one standard error "
+                f"over seeds. Missing points: {obs.missing}, failed: {obs.failed}.</p>")
+    rows.append(f'<img src="{e(png_name)}" alt="the four observations" style="max-width:100%">')
     rows.append("<h2>Verdicts</h2><ul>")
     for key, title in TITLES.items():
         rows.append("<li><b>{}</b>: {}</li>".format(e(title), e(obs.verdicts.get(key, "no data"))))
@@ -153,11 +150,8 @@ def render_html(obs: Observations, png_name: str) -> str:
                 "<th>acc per kJ</th></tr>")
     for g in obs.grid:
         best = " (best)" if obs.best_by_accuracy.get(g.budget_samples) == g.em_share else ""
-        rows.append("<tr><td>{}</td><td>{:.3f}</td><td>{:g}{}</td><td>{}</td><td>{}</td><td>{:.0f}</td><td>{}</td>"
-                    "<td>{}</td><td>{:.3f}</td></tr>".format(
-                        g.budget_samples, obs.budget_mb(g.budget_samples), g.em_share, best, g.em_size, g.sb_size,
-                        g.in_ram.mean, _fmt(g.accuracy), _fmt(g.energy_j, 1),
-                        1000 * g.accuracy.mean / max(g.energy_j.mean, 1e-12)))
+        rows.append(f"<tr><td>{g.budget_samples}</td><td>{obs.budget_mb(g.budget_samples):.3f}</td><td>{g.em_share:g}{best}</td><td>{g.em_size}</td><td>{g.sb_size}</td><td>{g.in_ram.mean:.0f}</td><td>{_fmt(g.accuracy)}</td>"
+                    f"<td>{_fmt(g.energy_j, 1)}</td><td>{1000 * g.accuracy.mean / max(g.energy_j.mean, 1e-12):.3f}</td></tr>")
     rows.append("</table><h2>Swap ratio</h2><table border=1 cellpadding=3><tr><th>swap ratio</th><th>final acc</th>"
                 "<th>energy J</th><th>swaps</th></tr>")
     for s in obs.swap:

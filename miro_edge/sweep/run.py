@@ -42,7 +42,7 @@ class SweepPlan:
     bytes_per_sample: int
 
     def unique(self) -> Dict[str, Point]:
-        out = {}  # type: Dict[str, Point]
+        out: Dict[str, Point] = {}
         for key, point, _ in self.points:
             out.setdefault(key, point)
         return out
@@ -118,7 +118,7 @@ def run_point(session: Dict[str, Any], key: str, point: Point) -> Dict[str, Any]
     from miro_edge.session import SessionConfig, run_session
 
     t0 = time.time()
-    record = {"key": key, "params": point.params()}  # type: Dict[str, Any]
+    record: Dict[str, Any] = {"key": key, "params": point.params()}
     try:
         with tempfile.TemporaryDirectory(prefix="miro-sweep-") as tmp:
             cfg = from_dict(SessionConfig, point_session(session, point, tmp))
@@ -136,7 +136,7 @@ def run_point(session: Dict[str, Any], key: str, point: Point) -> Dict[str, Any]
                       tasks=len(result.tasks))
     except Exception as exc:  # one failed point must not sink the sweep: recorded, retried on rerun
         logger.warning("sweep point %s failed: %s", key, exc)
-        record.update(status="error", error="{}: {}".format(type(exc).__name__, exc),
+        record.update(status="error", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=5))
     record["wall_s"] = time.time() - t0
     return record
@@ -161,7 +161,7 @@ def warm_up(session: Dict[str, Any]) -> None:
 
 def read_runs(path: Path) -> Dict[str, Dict[str, Any]]:
     """The last record of every key in one or more runs files (later lines win)."""
-    out = {}  # type: Dict[str, Dict[str, Any]]
+    out: Dict[str, Dict[str, Any]] = {}
     if path.is_file():
         for record in read_events(path):
             if isinstance(record, dict) and "key" in record:
@@ -219,7 +219,7 @@ def run_sweep(cfg: SweepConfig, out_dir: str, jobs: int = 1, config_dir: Path = 
     directory that holds another workload's plan is refused instead of mixed.
     """
     if jobs < 1:
-        raise InputError("jobs must be >= 1, got {}".format(jobs))
+        raise InputError(f"jobs must be >= 1, got {jobs}")
     out = Path(out_dir)
     p = make_plan(cfg, config_dir)
     existing = out / PLAN_FILE
@@ -229,8 +229,7 @@ def run_sweep(cfg: SweepConfig, out_dir: str, jobs: int = 1, config_dir: Path = 
         except ValueError:
             old = None
         if old is not None and old != p.workload:
-            raise ConfigError("{} holds a sweep of another workload ({}, this one is {}); use another --out".format(
-                out, old, p.workload))
+            raise ConfigError(f"{out} holds a sweep of another workload ({old}, this one is {p.workload}); use another --out")
     out.mkdir(parents=True, exist_ok=True)
     _write_plan(out, p)
     done = {k for k, r in read_runs(out / RUNS_FILE).items() if r.get("status") == "ok"}
@@ -276,10 +275,10 @@ def load_sweep(out_dir: str) -> Tuple[Dict[str, Any], Dict[str, Dict[str, Any]]]
     """The plan and the results of a sweep directory (for the report)."""
     out = Path(out_dir)
     if not (out / PLAN_FILE).is_file():
-        raise InputError("{} holds no sweep ({} missing); run `miro-edge sweep` first".format(out, PLAN_FILE))
+        raise InputError(f"{out} holds no sweep ({PLAN_FILE} missing); run `miro-edge sweep` first")
     try:
         plan_data = json.loads((out / PLAN_FILE).read_text())
     except ValueError as exc:
-        raise InputError("{}: {}".format(out / PLAN_FILE, exc)) from None
+        raise InputError(f"{out / PLAN_FILE}: {exc}") from None
     return plan_data, read_runs(out / RUNS_FILE)
 

@@ -101,7 +101,7 @@ def replay_callbacks(em: "EpisodicMemory", store: "SampleSource", swap: "SwapCon
     minibatches (drained when the block ends, cancelled if it raises)."""
     from miro_edge.memory.swap_modes import create_swap_worker
 
-    callbacks = [WorkCounterCallback(add_work)]  # type: List[TrainCallback]
+    callbacks: List[TrainCallback] = [WorkCounterCallback(add_work)]
     if swap.swap_ratio > 0 and len(em):
         with create_swap_worker(em, store, swap, seed=seed, on_read=lambda n: add_work(bytes_read=n)) as worker:
             yield worker, callbacks + [SwapCallback(worker)]

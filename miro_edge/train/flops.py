@@ -7,8 +7,8 @@ per multiply-accumulate; normalisation, activations and pooling are left out, th
 percent of a conv net's work). One training pass is taken as three forward passes (forward,
 gradient of the input, gradient of the weights), the usual rule of thumb.
 """
-from dataclasses import dataclass
 import weakref
+from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -52,7 +52,7 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> FlopCount:
     Runs one sample through the model in eval mode under ``no_grad`` (BatchNorm statistics and
     the training flag are left as they were).
     """
-    totals = []  # type: List[float]
+    totals: List[float] = []
     handles = []
 
     def hook(module: nn.Module, _inputs: Tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
@@ -81,11 +81,11 @@ class FlopCache:
     state (the classifier head grows as classes arrive, so its width is part of the key)."""
 
     def __init__(self) -> None:
-        self._cache = weakref.WeakKeyDictionary()  # type: weakref.WeakKeyDictionary
+        self._cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def train_flops(self, model: nn.Module, input_shape: Sequence[int]) -> float:
         key = (int(getattr(model, "num_classes", 0)), tuple(int(d) for d in input_shape))
-        per_model = self._cache.setdefault(model, {})  # type: Dict[Tuple[int, Tuple[int, ...]], float]
+        per_model: Dict[Tuple[int, Tuple[int, ...]], float] = self._cache.setdefault(model, {})
         if key not in per_model:
             per_model[key] = count_flops(model, input_shape).train_flops
         return per_model[key]

@@ -9,12 +9,11 @@ class AccuracyMatrix:
     """Accumulates per-task accuracies; computes final/average-incremental accuracy and forgetting."""
 
     def __init__(self) -> None:
-        self.rows = []  # type: List[List[float]]
+        self.rows: List[List[float]] = []
 
     def add_row(self, accuracies: List[float]) -> None:
         if len(accuracies) != len(self.rows) + 1:
-            raise ValueError("row {} needs {} accuracies, got {}".format(
-                len(self.rows), len(self.rows) + 1, len(accuracies)))
+            raise ValueError(f"row {len(self.rows)} needs {len(self.rows) + 1} accuracies, got {len(accuracies)}")
         self.rows.append([float(a) for a in accuracies])
 
     def average_accuracy(self, i: int) -> float:

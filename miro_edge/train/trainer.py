@@ -11,8 +11,8 @@ from torch import nn
 from miro_edge.config import field, require
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.sb import StreamBuffer
-from miro_edge.train.callbacks import BatchInfo, TaskContext, TrainCallback
 from miro_edge.model.architectures import IncrementalClassifier
+from miro_edge.train.callbacks import BatchInfo, TaskContext, TrainCallback
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class IncrementalTrainer:
         for cb in cbs:
             cb.before_task(ctx)
         t0 = time.perf_counter()
-        losses = []  # type: List[float]
+        losses: List[float] = []
         completed = 0
         pool = np.concatenate([sb_rows, -1 - em_slots])  # >= 0: SB row; < 0: EM slot
         self.model.train()

@@ -77,7 +77,7 @@ def parse_version(text: str) -> Version:
     """``"8.2.1.8"`` -> (8, 2, 1); ``"10.0.0b6"`` -> (10, 0, 0); missing parts are 0."""
     parts = re.findall(r"\d+", str(text))
     if not parts:
-        raise UnsupportedFeatureError("cannot parse TensorRT version {!r}".format(text))
+        raise UnsupportedFeatureError(f"cannot parse TensorRT version {text!r}")
     nums = [int(p) for p in parts[:3]] + [0, 0, 0]
     return nums[0], nums[1], nums[2]
 
@@ -88,8 +88,8 @@ def api_for(version: str) -> TrtApi:
     for row in _ROWS:
         if row.min_version <= parsed < row.max_version:
             return dataclasses.replace(row.api, version=parsed)
-    raise UnsupportedFeatureError("TensorRT {} is not supported; miro_edge needs TensorRT >= 8.0 "
-                                  "(JetPack 4.6 ships 8.2)".format(version))
+    raise UnsupportedFeatureError(f"TensorRT {version} is not supported; miro_edge needs TensorRT >= 8.0 "
+                                  "(JetPack 4.6 ships 8.2)")
 
 
 def generations() -> List[str]:

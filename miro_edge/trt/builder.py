@@ -18,10 +18,9 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from miro_edge.config import field, require
-from miro_edge.errors import MissingDependencyError
-from miro_edge.errors import EngineBuildError, UnsupportedFeatureError
-from miro_edge.trt.api import TrtApi, api_for, parse_trtexec_banner
+from miro_edge.errors import EngineBuildError, MissingDependencyError, UnsupportedFeatureError
 from miro_edge.model.onnx_file import onnx_input
+from miro_edge.trt.api import TrtApi, api_for, parse_trtexec_banner
 from miro_edge.utils.optional import require as require_module
 from miro_edge.utils.registry import Registry
 
@@ -50,8 +49,7 @@ class TrtBuildConfig:
             ", ".join(PRECISIONS), self.precision))
         require(self.workspace_mb > 0, "workspace_mb", "must be > 0")
         require(1 <= self.min_batch <= self.opt_batch <= self.max_batch, "opt_batch",
-                "need 1 <= min_batch <= opt_batch <= max_batch, got {}/{}/{}".format(
-                    self.min_batch, self.opt_batch, self.max_batch))
+                f"need 1 <= min_batch <= opt_batch <= max_batch, got {self.min_batch}/{self.opt_batch}/{self.max_batch}")
         require(self.calibration_batch_size >= 1, "calibration_batch_size", "must be >= 1")
 
     def shapes(self, sample_shape: Sequence[int]) -> Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]:
@@ -72,21 +70,19 @@ class BuildPlan(NamedTuple):
 
 def plan_build(api: TrtApi, cfg: TrtBuildConfig, calibration_available: bool = False) -> BuildPlan:
     """Decide network flags, workspace setter and precision flags for one API generation."""
-    flags = []  # type: List[str]
+    flags: List[str] = []
     use_calibrator = False
     if cfg.precision in ("fp16", "int8"):
         if not api.has_fp16_flag:
             raise UnsupportedFeatureError(
-                "TensorRT {} ({}) removed the FP16/INT8 builder flags (strongly typed networks); export "
-                "the model in the wanted precision or build with precision fp32".format(api.version_string,
-                                                                                          api.generation))
+                f"TensorRT {api.version_string} ({api.generation}) removed the FP16/INT8 builder flags (strongly typed networks); export "
+                "the model in the wanted precision or build with precision fp32")
         flags.append("FP16")
     if cfg.precision == "int8":
         if not api.has_int8_calibrator:
             raise UnsupportedFeatureError(
-                "TensorRT {} ({}) removed INT8 calibrators (IInt8EntropyCalibrator2); use explicit "
-                "quantization (Q/DQ nodes in the ONNX model) or precision fp16".format(api.version_string,
-                                                                                      api.generation))
+                f"TensorRT {api.version_string} ({api.generation}) removed INT8 calibrators (IInt8EntropyCalibrator2); use explicit "
+                "quantization (Q/DQ nodes in the ONNX model) or precision fp16")
         if not calibration_available and not cfg.calibration_cache:
             raise UnsupportedFeatureError("INT8 needs calibration data: pass samples (EM samples) or a "
                                           "calibration_cache file")
@@ -99,7 +95,7 @@ def plan_build(api: TrtApi, cfg: TrtBuildConfig, calibration_available: bool = F
 
 # --------------------------------------------------------------------------- builders
 
-BUILDERS = Registry("TensorRT engine builder")  # type: Registry[Any]
+BUILDERS: Registry[Any] = Registry("TensorRT engine builder")
 
 
 class BuildRequest(NamedTuple):
@@ -121,7 +117,7 @@ def tensorrt_version() -> str:
             raise
         version = trtexec_version(exe)
         if version is None:
-            raise EngineBuildError("cannot read the TensorRT version from {} --help".format(exe)) from None
+            raise EngineBuildError(f"cannot read the TensorRT version from {exe} --help") from None
         return ".".join(str(v) for v in version)
 
 
@@ -170,8 +166,8 @@ def build_with_python_api(request: BuildRequest) -> bytes:
     if calibrator is not None:
         calibrator.release()
     if serialized is None:
-        raise EngineBuildError("TensorRT {} failed to build an engine from {} (see the TensorRT log above); try "
-                               "a larger workspace_mb or precision fp32".format(trt.__version__, request.onnx_path))
+        raise EngineBuildError(f"TensorRT {trt.__version__} failed to build an engine from {request.onnx_path} (see the TensorRT log above); try "
+                               "a larger workspace_mb or precision fp32")
     return bytes(serialized)
 
 
@@ -250,17 +246,17 @@ def trtexec_command(exe: str, onnx_path: PathLike, engine_path: PathLike, cfg: T
     """The trtexec command line equivalent to the Python build (a pure function, for tests)."""
     plan = plan_build(api, cfg, calibration_available=False)
     lo, opt, hi = cfg.shapes(sample_shape)
-    cmd = [exe, "--onnx={}".format(onnx_path), "--saveEngine={}".format(engine_path),
+    cmd = [exe, f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
            "--minShapes=" + _shape_arg(input_name, lo), "--optShapes=" + _shape_arg(input_name, opt),
            "--maxShapes=" + _shape_arg(input_name, hi)]
     if plan.workspace_call == "set_memory_pool_limit":
-        cmd.append("--memPoolSize=workspace:{}".format(cfg.workspace_mb))
+        cmd.append(f"--memPoolSize=workspace:{cfg.workspace_mb}")
     else:
-        cmd.append("--workspace={}".format(cfg.workspace_mb))
+        cmd.append(f"--workspace={cfg.workspace_mb}")
     if "FP16" in plan.builder_flags:
         cmd.append("--fp16")
     if "INT8" in plan.builder_flags:
-        cmd.extend(["--int8", "--calib={}".format(cfg.calibration_cache)])
+        cmd.extend(["--int8", f"--calib={cfg.calibration_cache}"])
     return cmd
 
 
@@ -273,7 +269,7 @@ def build_with_trtexec(request: BuildRequest) -> bytes:
                                      "`pip install 'miro-edge[trt]'` or put trtexec on PATH")
     version = trtexec_version(exe)
     if version is None:
-        raise EngineBuildError("cannot read the TensorRT version from `{} --help`".format(exe))
+        raise EngineBuildError(f"cannot read the TensorRT version from `{exe} --help`")
     api = api_for(".".join(str(v) for v in version))
     if request.config.precision == "int8" and not request.config.calibration_cache:
         raise UnsupportedFeatureError("trtexec INT8 builds need a calibration_cache (build once with the Python "
@@ -287,7 +283,7 @@ def build_with_trtexec(request: BuildRequest) -> bytes:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
         if proc.returncode != 0 or not os.path.isfile(engine_path):
             tail = proc.stdout.decode("utf-8", "replace")[-2000:]
-            raise EngineBuildError("trtexec failed (exit {}): {}".format(proc.returncode, tail))
+            raise EngineBuildError(f"trtexec failed (exit {proc.returncode}): {tail}")
         with open(engine_path, "rb") as handle:
             return handle.read()
     finally:

@@ -4,6 +4,8 @@ Both backends expose the same small interface; ``open_device_memory`` takes the 
 imports (cuda-python first: its runtime API makes the primary context current on any thread,
 which the hot-swap loader thread needs; pycuda pushes/pops the primary context per call).
 """
+from __future__ import annotations
+
 import contextlib
 import logging
 from typing import Any, Iterator, NamedTuple, Optional
@@ -16,7 +18,7 @@ from miro_edge.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
 
-CUDA_BACKENDS = Registry("CUDA memory backend")  # type: Registry[DeviceMemory]
+CUDA_BACKENDS: Registry[DeviceMemory] = Registry("CUDA memory backend")
 BACKEND_ORDER = ("cuda-python", "pycuda")
 
 
@@ -79,7 +81,7 @@ class CudaPythonMemory(DeviceMemory):
     def _check(self, result: Any, what: str) -> Any:
         err = result[0] if isinstance(result, tuple) else result
         if int(err) != 0:
-            raise HardwareUnavailableError("{} failed with CUDA error {}".format(what, err))
+            raise HardwareUnavailableError(f"{what} failed with CUDA error {err}")
         if isinstance(result, tuple):
             return result[1] if len(result) == 2 else result[1:]
         return None

@@ -16,8 +16,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from miro_edge.config import require
 from miro_edge.errors import HardwareUnavailableError
-from miro_edge.utils.hashing import sha256_file
 from miro_edge.utils.atomic import atomic_write_bytes, atomic_write_json
+from miro_edge.utils.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def detect_compute_capability() -> str:
 
         if torch.cuda.is_available():
             major, minor = torch.cuda.get_device_capability(0)
-            return "{}.{}".format(major, minor)
+            return f"{major}.{minor}"
     except Exception:  # pragma: no cover - broken CUDA install
         pass
     try:
@@ -85,7 +85,7 @@ def detect_compute_capability() -> str:
 
         cuda.init()
         major, minor = cuda.Device(0).compute_capability()
-        return "{}.{}".format(major, minor)
+        return f"{major}.{minor}"
     except Exception:
         pass
     raise HardwareUnavailableError("no CUDA GPU found (torch.cuda and pycuda see none); TensorRT engines need "
@@ -145,4 +145,4 @@ class EngineCache:
 
 def _key_diff(a: EngineKey, b: EngineKey) -> str:
     da, db = a.as_dict(), b.as_dict()
-    return ", ".join("{}: {!r} != {!r}".format(k, da[k], db[k]) for k in sorted(da) if da[k] != db[k]) or "same"
+    return ", ".join(f"{k}: {da[k]!r} != {db[k]!r}" for k in sorted(da) if da[k] != db[k]) or "same"

@@ -9,7 +9,7 @@ import signal
 from typing import Dict
 
 ENV = "MIRO_EDGE_KILL_AT"
-_hits = {}  # type: Dict[str, int]
+_hits: Dict[str, int] = {}
 
 
 def fault_point(name: str) -> None:

@@ -10,7 +10,7 @@ def lazy_getattr(package: str, exports: Dict[str, str]) -> Callable[[str], Any]:
     def __getattr__(name: str) -> Any:
         module = exports.get(name)
         if module is None:
-            raise AttributeError("module {!r} has no attribute {!r}".format(package, name))
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
         return getattr(importlib.import_module(package + "." + module), name)
 
     return __getattr__

@@ -10,7 +10,7 @@ def require(module: str, extra: str, purpose: str = "") -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        what = " for {}".format(purpose) if purpose else ""
+        what = f" for {purpose}" if purpose else ""
         raise MissingDependencyError(
-            "{!r} is needed{} but is not installed ({}); install it with "
-            "`pip install 'miro-edge[{}]'`".format(module, what, exc, extra)) from exc
+            f"{module!r} is needed{what} but is not installed ({exc}); install it with "
+            f"`pip install 'miro-edge[{extra}]'`") from exc

@@ -16,7 +16,7 @@ class Registry(Generic[T]):
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         def decorate(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._items:
-                raise ValueError("{} {!r} registered twice".format(self.kind, name))
+                raise ValueError(f"{self.kind} {name!r} registered twice")
             self._items[name] = factory
             return factory
         return decorate

@@ -13,7 +13,7 @@ def under(root: str, path: str) -> str:
 
 
 def read_text(path: str) -> str:
-    with open(path, "r") as handle:
+    with open(path) as handle:
         return handle.read().strip().strip("\x00")
 
 
@@ -28,7 +28,7 @@ def read_number(path: str) -> float:
     """First whitespace-separated token of a sysfs file as a number (``"5000"``, ``"32760 ma"``)."""
     text = read_text(path)
     if not text:
-        raise ValueError("{} is empty".format(path))
+        raise ValueError(f"{path} is empty")
     return float(text.split()[0])
 
 

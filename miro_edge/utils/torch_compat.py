@@ -26,11 +26,11 @@ class WeightsOnlyUnpickler(pickle.Unpickler):
         from torch._weights_only_unpickler import _get_allowed_globals
 
         allowed = _get_allowed_globals()
-        full_name = "{}.{}".format(module, name)
+        full_name = f"{module}.{name}"
         if full_name in allowed:
             return allowed[full_name]
-        raise pickle.UnpicklingError("weights-only load refused global {} (not a tensor, storage or "
-                                     "plain container)".format(full_name))
+        raise pickle.UnpicklingError(f"weights-only load refused global {full_name} (not a tensor, storage or "
+                                     "plain container)")
 
 
 class _WeightsOnlyPickleModule:

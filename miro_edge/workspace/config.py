@@ -7,8 +7,8 @@ from typing import Any, List, Optional, Tuple
 import yaml
 
 from miro_edge.config import field, from_dict, load_yaml, require
-from miro_edge.controller.idle import IdlePolicyConfig
 from miro_edge.controller import ControllerConfig
+from miro_edge.controller.idle import IdlePolicyConfig
 from miro_edge.energy.config import MeterConfig
 from miro_edge.memory.config import MemoryConfig
 from miro_edge.train.trainer import TrainConfig
@@ -77,15 +77,15 @@ def config_from_mapping(data: Any) -> WorkspaceConfig:
 
 def _lines(obj: Any, indent: int) -> List[str]:
     """YAML lines of a config dataclass, each key preceded by its help text as a comment."""
-    out = []  # type: List[str]
+    out: List[str] = []
     pad = "  " * indent
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         text = f.metadata.get("help", "")
         if text:
-            out.append("{}# {}".format(pad, text))
+            out.append(f"{pad}# {text}")
         if dataclasses.is_dataclass(value):
-            out.append("{}{}:".format(pad, f.name))
+            out.append(f"{pad}{f.name}:")
             out.extend(_lines(value, indent + 1))
             continue
         if isinstance(value, tuple):

@@ -77,12 +77,12 @@ class UpdateCycle:
         self.ws = ws
         self.root = Path(ws.root)
         self.config = ws.config
-        self._store = None  # type: Any
-        self._meter = None  # type: Any
-        self._learner = None  # type: Any
-        self._recorder = None  # type: Optional[Recorder]
+        self._store: Any = None
+        self._meter: Any = None
+        self._learner: Any = None
+        self._recorder: Optional[Recorder] = None
         self.accept_store_loss = False
-        self._val = None  # type: Optional[Tuple[int, np.ndarray, np.ndarray]]
+        self._val: Optional[Tuple[int, np.ndarray, np.ndarray]] = None
         ws._stack.callback(self.close)
 
     # -- resources, opened on first use --------------------------------------------------------------
@@ -100,9 +100,8 @@ class UpdateCycle:
             path = self.root / "store"
             expected = self.ws.state.data.get("store_counts")
             if expected and not path.is_dir():
-                raise StoreError("{} is gone but state.json says it holds {} samples; restore it from a backup "
-                                 "(the workspace cannot learn on without its old samples)".format(
-                                     path, sum(sum(v.values()) for v in expected.values())))
+                raise StoreError(f"{path} is gone but state.json says it holds {sum(sum(v.values()) for v in expected.values())} samples; restore it from a backup "
+                                 "(the workspace cannot learn on without its old samples)")
             self._store = SampleStore.from_config(path, self.config.memory.store, create=not expected)
             try:
                 self._check_store(expected)
@@ -127,7 +126,7 @@ class UpdateCycle:
             for cid, n in sorted(expected.get(split, {}).items(), key=lambda kv: int(kv[0])):
                 have = got.get(split, {}).get(cid, 0)
                 if have != n:
-                    lost.append("class {} {}: {} of {}".format(cid, split, have, n))
+                    lost.append(f"class {cid} {split}: {have} of {n}")
         if self.accept_store_loss:
             logger.warning("accepting the store as it is: %s", "; ".join(lost))
             self.ws.state.data["store_counts"] = got
@@ -165,10 +164,9 @@ class UpdateCycle:
                 restored, missing = self._learner.restore(self.root / state["checkpoint"], state["learner"])
                 if missing and not self.accept_store_loss:
                     raise StoreError(
-                        "the store lost {} of the {} replay samples the last cycle kept (restored {}); the store "
+                        f"the store lost {missing} of the {restored + missing} replay samples the last cycle kept (restored {restored}); the store "
                         "does not match state.json. Restore it from a backup, or go on without them: "
-                        "`miro-edge update {} --accept-store-loss`".format(missing, restored + missing, restored,
-                                                                           self.root))
+                        f"`miro-edge update {self.root} --accept-store-loss`")
         return self._learner
 
     def close(self) -> None:
@@ -192,7 +190,7 @@ class UpdateCycle:
         if state.cycle is None:
             names = self.ws.inbox.names()
             if not names:
-                progress("nothing to learn: no samples waiting in {}".format(self.ws.inbox.path))
+                progress(f"nothing to learn: no samples waiting in {self.ws.inbox.path}")
                 return None
             state.data["cycle"] = {"number": state.cycles_done, "step": None, "files": names,
                                    "started_unix": time.time()}
@@ -209,19 +207,18 @@ class UpdateCycle:
                 state.finish_step(name)  # a simulation that measures learning only
                 continue
             if stop is not None and stop():
-                raise CycleStopped("stopped before step {!r} of cycle {}; `miro-edge update` resumes it".format(
-                    name, number))
+                raise CycleStopped(f"stopped before step {name!r} of cycle {number}; `miro-edge update` resumes it")
             t0 = time.perf_counter()
             try:
                 produced, line = step(number, progress, stop, gate)
             except BaseException:
                 self._learner = None  # its RAM state may be mid-step: rebuilt from state.json next time
                 raise
-            fault_point("step:{}:before-state".format(name))
+            fault_point(f"step:{name}:before-state")
             state.finish_step(name, **produced)
             self.recorder.record("cycle_step", cycle=number, step=name, seconds=time.perf_counter() - t0,
                                  **{k: v for k, v in produced.items() if k in ("count", "version", "accepted")})
-            progress("{:<9} {} ({:.1f} s)".format(name, line, time.perf_counter() - t0))
+            progress(f"{name:<9} {line} ({time.perf_counter() - t0:.1f} s)")
         return self._finish(number, resumed)
 
     # -- steps ---------------------------------------------------------------------------------------
@@ -242,8 +239,7 @@ class UpdateCycle:
         labels = [lab for b in batches for lab in b.labels]
         shape = ws.input_shape or tuple(x.shape[1:])
         if tuple(x.shape[1:]) != tuple(shape):
-            raise InputError("the inbox holds samples of shape {} but this workspace takes {}".format(
-                tuple(x.shape[1:]), tuple(shape)))
+            raise InputError(f"the inbox holds samples of shape {tuple(x.shape[1:])} but this workspace takes {tuple(shape)}")
         label_map = ws.labels
         before = len(label_map)
         new_labels = label_map.new_labels(labels)
@@ -261,8 +257,8 @@ class UpdateCycle:
         ids = self.store.ingest_batch(x, class_ids, number, splits=splits)
         fault_point("drain:after-commit")
         if ids and int(ids[0]) != first_id:
-            raise StoreError("the store gave record ids from {} but state.json expected {}: the store and the "
-                             "workspace disagree; run `miro-edge verify {}`".format(ids[0], first_id, self.root))
+            raise StoreError(f"the store gave record ids from {ids[0]} but state.json expected {first_id}: the store and the "
+                             f"workspace disagree; run `miro-edge verify {self.root}`")
         state.data["next_id"] = int(ids[-1]) + 1 if ids else first_id
         state.data["store_counts"] = _counts(self.store)  # evictions by a quota included
         drain["committed"] = True
@@ -325,11 +321,11 @@ class UpdateCycle:
         learner.trainer.callbacks = callbacks
         report = learner.learn(number, tx, ty, old, len(label_map))
         if any(getattr(cb, "stopped", False) for cb in callbacks):
-            raise CycleStopped("stopped while training cycle {}; `miro-edge update` resumes it".format(number))
+            raise CycleStopped(f"stopped while training cycle {number}; `miro-edge update` resumes it")
         vx, vy = self.validation_set(number)
         class_acc = score_classes(learner.model, vx, vy, label_map)
         val_acc = float(np.mean(list(class_acc.values()))) if class_acc else float("nan")
-        ckpt = self.root / "checkpoints" / "cycle-{:06d}.pt".format(number)
+        ckpt = self.root / "checkpoints" / f"cycle-{number:06d}.pt"
         metrics = {"val_accuracy": val_acc, "val_samples": float(len(vy))}
         fault_point("train:before-checkpoint")
         save_checkpoint(ckpt, learner.model, self.config.train.model, shape, self.config.train.width,
@@ -342,15 +338,14 @@ class UpdateCycle:
                         "energy_source": report.energy_source, "profile_energy_j": report.profile_energy_j,
                         "train_seconds": report.fit.seconds, "sample_passes": report.fit.sample_passes,
                         "swaps_done": report.swaps_done, "profile": report.profile}}
-        return produced, "val accuracy {:.3f} over {} classes, EM {}, SB {}, {:.1f} J ({})".format(
-            val_acc, len(class_acc), report.em_size, report.sb_size, report.energy_j, report.energy_label)
+        return produced, f"val accuracy {val_acc:.3f} over {len(class_acc)} classes, EM {report.em_size}, SB {report.sb_size}, {report.energy_j:.1f} J ({report.energy_label})"
 
     def _export(self, number: int, progress: Callable[[str], None], stop: Any, gate: Any) -> Tuple[Dict[str, Any], str]:
         from miro_edge.export.pipeline import export_checkpoint
 
         ckpt = self.root / self.ws.state.cycle["checkpoint"]
         vx, _ = self.validation_set(number)
-        out = self.root / "exports" / "cycle-{:06d}".format(number)
+        out = self.root / "exports" / f"cycle-{number:06d}"
         result = export_checkpoint(ckpt, out, self.config.update.target, samples=vx[:64] if len(vx) else None,
                                    engine=self.config.update.engine)
         parity = result.parity
@@ -358,7 +353,7 @@ class UpdateCycle:
         return ({"export": str(result.onnx.path.relative_to(self.root)),
                  "parity": None if parity is None else parity.as_dict()},
                 "{} (parity {})".format(result.onnx.path.relative_to(self.root),
-                                         "passed, max |diff| {:.2g}".format(parity.max_abs_diff) if parity else "off"))
+                                         f"passed, max |diff| {parity.max_abs_diff:.2g}" if parity else "off"))
 
     def _publish(self, number: int, progress: Callable[[str], None], stop: Any, gate: Any) -> Tuple[Dict[str, Any], str]:
         from miro_edge.export.pipeline import publish_model

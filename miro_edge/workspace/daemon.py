@@ -30,9 +30,9 @@ def due(ws: Workspace) -> Optional[str]:
         return None
     new = ws.labels.new_labels(labels)
     if new:
-        return "{} samples waiting, new labels {}".format(count, new)
+        return f"{count} samples waiting, new labels {new}"
     if count >= ws.config.update.min_new_samples:
-        return "{} samples waiting (>= {})".format(count, ws.config.update.min_new_samples)
+        return f"{count} samples waiting (>= {ws.config.update.min_new_samples})"
     return None
 
 
@@ -59,8 +59,7 @@ def run_daemon(ws: Workspace, log: Callable[[str], None], max_cycles: Optional[i
     gate = IdleGate(IdlePolicy(ws.config.daemon.idle), monitor.snapshot)
     poll = ws.config.daemon.poll_s
     cycles, stopped_cycles, t0 = 0, 0, time.monotonic()
-    log("daemon on {} (pid-locked); idle when live load <= {:.2f}; polling every {:.1f} s".format(
-        ws.root, ws.config.daemon.idle.max_live_load, poll))
+    log(f"daemon on {ws.root} (pid-locked); idle when live load <= {ws.config.daemon.idle.max_live_load:.2f}; polling every {poll:.1f} s")
     try:
         while not stop.is_set():
             if max_cycles is not None and cycles >= max_cycles:
@@ -80,7 +79,7 @@ def run_daemon(ws: Workspace, log: Callable[[str], None], max_cycles: Optional[i
                 result = ws.update(progress=lambda line: logger.info("%s", line), stop=stop.is_set, gate=gate)
             except CycleStopped as exc:
                 stopped_cycles += 1
-                log("cycle stopped: {}".format(exc))
+                log(f"cycle stopped: {exc}")
                 break
             cycles += 1
             if result is not None:
@@ -92,5 +91,5 @@ def run_daemon(ws: Workspace, log: Callable[[str], None], max_cycles: Optional[i
         if previous is not None:
             signal.signal(signal.SIGTERM, previous[0])
             signal.signal(signal.SIGINT, previous[1])
-    log("daemon stopped after {} cycles".format(cycles))
+    log(f"daemon stopped after {cycles} cycles")
     return {"cycles": cycles, "stopped_cycles": stopped_cycles, "paused_s": gate.paused_s}

@@ -38,26 +38,24 @@ def validate_samples(x: Any, labels: Sequence[Any], input_shape: Optional[Sequen
     try:
         arr = np.asarray(x)
     except Exception as exc:
-        raise InputError("samples cannot be read as an array: {}".format(exc)) from None
+        raise InputError(f"samples cannot be read as an array: {exc}") from None
     if arr.dtype == object or arr.dtype.kind not in "fiub":
-        raise InputError("samples must be numeric arrays, got dtype {}".format(arr.dtype))
+        raise InputError(f"samples must be numeric arrays, got dtype {arr.dtype}")
     labels = list(labels)
     if arr.ndim < 2:
-        raise InputError("samples must be an array of shape (n, *sample_shape), got shape {}".format(arr.shape))
+        raise InputError(f"samples must be an array of shape (n, *sample_shape), got shape {arr.shape}")
     if len(labels) != len(arr):
-        raise InputError("got {} samples but {} labels; pass one label per sample".format(len(arr), len(labels)))
+        raise InputError(f"got {len(arr)} samples but {len(labels)} labels; pass one label per sample")
     if len(arr) == 0:
         raise InputError("no samples to ingest")
     if input_shape is not None and tuple(arr.shape[1:]) != tuple(input_shape):
-        raise InputError("{}s {}..{} have shape {} but this workspace takes samples of shape {}".format(
-            where, first_index, first_index + len(arr) - 1, tuple(arr.shape[1:]), tuple(input_shape)))
+        raise InputError(f"{where}s {first_index}..{first_index + len(arr) - 1} have shape {tuple(arr.shape[1:])} but this workspace takes samples of shape {tuple(input_shape)}")
     arr = arr.astype(np.float32, copy=False)
     if not allow_nonfinite:
         bad = np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1))
         if len(bad):
-            raise InputError("{} {} contains NaN or inf ({} such samples); nothing was ingested".format(
-                where, first_index + int(bad[0]), len(bad)))
-    checked = [check_label(lab, "{} {}".format(where, first_index + i)) for i, lab in enumerate(labels)]
+            raise InputError(f"{where} {first_index + int(bad[0])} contains NaN or inf ({len(bad)} such samples); nothing was ingested")
+    checked = [check_label(lab, f"{where} {first_index + i}") for i, lab in enumerate(labels)]
     return arr, checked
 
 
@@ -73,10 +71,10 @@ class Inbox:
         self.path.mkdir(parents=True, exist_ok=True)
         _counter[0] += 1
         if name is None:
-            name = "{:020d}-{:07d}-{:06d}{}".format(time.time_ns(), os.getpid(), _counter[0], SUFFIX)
+            name = f"{time.time_ns():020d}-{os.getpid():07d}-{_counter[0]:06d}{SUFFIX}"
         elif not name.endswith(SUFFIX) or "/" in name or name.startswith("."):
-            raise InputError("inbox batch name {!r} must be a plain file name ending in {}".format(name, SUFFIX))
-        tmp = self.path / ".{}.{}.tmp".format(name, os.getpid())
+            raise InputError(f"inbox batch name {name!r} must be a plain file name ending in {SUFFIX}")
+        tmp = self.path / f".{name}.{os.getpid()}.tmp"
         try:
             with open(str(tmp), "wb") as handle:
                 np.savez(handle, x=np.ascontiguousarray(x, dtype=np.float32),
@@ -105,8 +103,8 @@ class Inbox:
                 labels = json.loads(str(data["labels"]))
                 source = str(data["source"])
         except Exception as exc:
-            raise InputError("inbox file {} is unreadable ({}); move it away to continue".format(path, exc)) from None
-        return InboxBatch(name, x, [check_label(v, "{} entry {}".format(path, i)) for i, v in enumerate(labels)],
+            raise InputError(f"inbox file {path} is unreadable ({exc}); move it away to continue") from None
+        return InboxBatch(name, x, [check_label(v, f"{path} entry {i}") for i, v in enumerate(labels)],
                           source)
 
     def batches(self, names: Optional[Sequence[str]] = None) -> Iterator[InboxBatch]:
@@ -115,15 +113,14 @@ class Inbox:
 
     def waiting(self) -> Tuple[int, List[Label]]:
         """(samples waiting, their labels), reading only the labels (the daemon asks every poll)."""
-        labels = []  # type: List[Label]
+        labels: List[Label] = []
         for name in self.names():
             path = self.path / name
             try:
                 with np.load(str(path), allow_pickle=False) as data:  # an .npz loads each array on access
                     labels.extend(json.loads(str(data["labels"])))
             except Exception as exc:
-                raise InputError("inbox file {} is unreadable ({}); move it away to continue".format(
-                    path, exc)) from None
+                raise InputError(f"inbox file {path} is unreadable ({exc}); move it away to continue") from None
         return len(labels), labels
 
     def remove(self, names: Sequence[str]) -> None:

@@ -58,12 +58,12 @@ class Learner:
         seed = train.seed
         torch.manual_seed(seed)
         self._cycle_seed = [seed, -1]
-        self.model = create_model(train.model, self.input_shape, 1, train.width)  # type: IncrementalClassifier
+        self.model: IncrementalClassifier = create_model(train.model, self.input_shape, 1, train.width)
         self.trainer = IncrementalTrainer(self.model, train, extra_callbacks)
         self.em = EpisodicMemory(0, self.input_shape)
         self.sb = StreamBuffer(1, self.input_shape, np.random.default_rng(seed + 1))
-        self.em_size = memory.em_size  # type: Optional[int]
-        self.sb_size = memory.sb_size  # type: Optional[int]
+        self.em_size: Optional[int] = memory.em_size
+        self.sb_size: Optional[int] = memory.sb_size
         self.swap_ratio = memory.swap.swap_ratio
 
     # -- randomness -------------------------------------------------------------------------
@@ -86,7 +86,7 @@ class Learner:
         self.model.grow(num_classes)
         profile = self.profile(cycle, tx, ty, old_classes)
         self.fill_sb(cycle, tx, ty, self.sb_size)
-        with self.meter.window("train-cycle-{}".format(cycle)) as window:
+        with self.meter.window(f"train-cycle-{cycle}") as window:
             fit, swaps = self.train(cycle, old_classes)
         energy = window.result
         self.update_em(cycle, sorted(set(old_classes) | set(int(c) for c in np.unique(ty))))
@@ -136,7 +136,7 @@ class Learner:
         """Train the cycle; a memory-budget drop stops the fit at a batch boundary, the learner
         switches to the controller's fitting candidate and trains the remaining epochs."""
         epochs_left = self.train_config.epochs
-        fits = []  # type: List[FitReport]
+        fits: List[FitReport] = []
         swaps = 0
         while epochs_left > 0:
             swap_cfg = dataclasses.replace(self.memory.swap, swap_ratio=self.swap_ratio)

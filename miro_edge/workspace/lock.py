@@ -42,8 +42,7 @@ class WriterLock:
         try:
             fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise MiroEdgeError("cannot open the lock file {} ({}); is the directory writable?".format(
-                self.path, exc.strerror)) from None
+            raise MiroEdgeError(f"cannot open the lock file {self.path} ({exc.strerror}); is the directory writable?") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -54,7 +53,7 @@ class WriterLock:
                                                self.path.parent, self.holder() or "pid unknown")) from None
             raise
         os.ftruncate(fd, 0)
-        os.write(fd, "pid {} ({})\n".format(os.getpid(), self.what).encode())
+        os.write(fd, f"pid {os.getpid()} ({self.what})\n".encode())
         os.fsync(fd)
         self._fd = fd
         return self

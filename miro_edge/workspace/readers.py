@@ -27,15 +27,15 @@ def count_samples(path: Path) -> Optional[int]:
 def read_samples(path: Path, input_shape: Optional[Sequence[int]], chunk: int = 256) -> Iterator[Chunk]:
     path = Path(path)
     if not path.exists():
-        raise InputError("{} does not exist".format(path))
+        raise InputError(f"{path} does not exist")
     if path.is_dir():
         return _images(path, input_shape, chunk)
     if path.suffix == ".npz":
         return _npz(path)
     if path.suffix == ".csv":
         return _csv(path, input_shape, chunk)
-    raise InputError("cannot ingest {}: give an .npz (x, y), a .csv of windows, or a folder of images per label"
-                     .format(path))
+    raise InputError(f"cannot ingest {path}: give an .npz (x, y), a .csv of windows, or a folder of images per label"
+                     )
 
 
 def _npz(path: Path) -> Iterator[Chunk]:
@@ -43,11 +43,11 @@ def _npz(path: Path) -> Iterator[Chunk]:
         with np.load(str(path), allow_pickle=False) as data:
             x, y = np.asarray(data["x"]), np.asarray(data["y"])
     except KeyError as exc:
-        raise InputError("{} lacks array {}; it needs x (n, *shape) and y (n,) labels".format(path, exc)) from None
+        raise InputError(f"{path} lacks array {exc}; it needs x (n, *shape) and y (n,) labels") from None
     except (OSError, ValueError) as exc:
-        raise InputError("{} is not a readable .npz ({})".format(path, exc)) from None
+        raise InputError(f"{path} is not a readable .npz ({exc})") from None
     if len(x) != len(y):
-        raise InputError("{} has {} samples in x but {} labels in y".format(path, len(x), len(y)))
+        raise InputError(f"{path} has {len(x)} samples in x but {len(y)} labels in y")
     yield x, [v.item() if hasattr(v, "item") else v for v in y]
 
 
@@ -59,20 +59,20 @@ def _csv(path: Path, input_shape: Optional[Sequence[int]], chunk: int) -> Iterat
         reader = csv.reader(handle)
         header = next(reader, None)
         if not header or "label" not in header:
-            raise InputError("{}: the first row must be a header with a 'label' column".format(path))
+            raise InputError(f"{path}: the first row must be a header with a 'label' column")
         at = header.index("label")
-        xs, labels = [], []  # type: List[np.ndarray], List[Any]
+        xs: List[np.ndarray] = []
+        labels: List[Any] = []
         for row_no, row in enumerate(reader, 2):
             if not row:
                 continue
             values = row[:at] + row[at + 1:]
             if len(values) != size:
-                raise InputError("{} row {}: {} values, expected {} for input shape {}".format(
-                    path, row_no, len(values), size, list(input_shape)))
+                raise InputError(f"{path} row {row_no}: {len(values)} values, expected {size} for input shape {list(input_shape)}")
             try:
                 xs.append(np.asarray(values, dtype=np.float32).reshape(tuple(input_shape)))
             except ValueError:
-                raise InputError("{} row {}: a value is not a number".format(path, row_no)) from None
+                raise InputError(f"{path} row {row_no}: a value is not a number") from None
             label = row[at].strip()
             labels.append(int(label) if label.lstrip("-").isdigit() else label)
             if len(xs) == chunk:
@@ -90,16 +90,17 @@ def _images(path: Path, input_shape: Optional[Sequence[int]], chunk: int) -> Ite
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise InputError("{} holds no images ({}) in per-label sub-folders".format(path, ", ".join(IMAGE_SUFFIXES)))
-    xs, labels = [], []  # type: List[np.ndarray], List[Any]
+    xs: List[np.ndarray] = []
+    labels: List[Any] = []
     for f in files:
         if f.parent == path:
-            raise InputError("{} is not in a label sub-folder of {}".format(f, path))
+            raise InputError(f"{f} is not in a label sub-folder of {path}")
         try:
             with image.open(str(f)) as img:
                 img = img.convert("L" if channels == 1 else "RGB").resize((width, height))
                 arr = np.asarray(img, dtype=np.float32) / 255.0
         except Exception as exc:
-            raise InputError("{} is not a readable image ({})".format(f, exc)) from None
+            raise InputError(f"{f} is not a readable image ({exc})") from None
         xs.append(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
         labels.append(f.parent.relative_to(path).parts[0])
         if len(xs) == chunk:

@@ -60,7 +60,7 @@ def serve(root: Path, source: str = "synthetic", uri: Optional[str] = None, fps:
     registry = ModelRegistry(root / "registry")
     version = registry.current_version()
     if version is None:
-        raise MiroEdgeError("{} has no published model yet; run `miro-edge update {}` first".format(root, root))
+        raise MiroEdgeError(f"{root} has no published model yet; run `miro-edge update {root}` first")
     shape = input_shape_of(registry.artifacts(version))
     frames = make_source(source, uri, shape, fps)
     if loop_source and hasattr(frames, "loop"):
@@ -68,7 +68,7 @@ def serve(root: Path, source: str = "synthetic", uri: Optional[str] = None, fps:
     feedback = FeedbackInbox(root, shape)
     if on_ready is not None:
         on_ready(feedback)  # e.g. an app's UI thread sending the user's corrections
-    state = {"loop": None}  # type: Dict[str, Any]
+    state: Dict[str, Any] = {"loop": None}
 
     def emit(pred: Prediction) -> None:
         if on_prediction is not None:

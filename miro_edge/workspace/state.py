@@ -20,16 +20,16 @@ class WorkspaceState:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.data = {"format_version": FORMAT, "cycles_done": 0, "next_id": 0, "checkpoint": None,
-                     "learner": {}, "cycle": None, "published": []}  # type: Dict[str, Any]
+        self.data: Dict[str, Any] = {"format_version": FORMAT, "cycles_done": 0, "next_id": 0, "checkpoint": None,
+                     "learner": {}, "cycle": None, "published": []}
 
     def load(self) -> "WorkspaceState":
         if self.path.is_file():
             try:
                 data = json.loads(self.path.read_text())
             except (OSError, ValueError) as exc:
-                raise InputError("{} is unreadable ({}); restore it from a backup, or move the workspace "
-                                 "away and `miro-edge init` a new one".format(self.path, exc)) from None
+                raise InputError(f"{self.path} is unreadable ({exc}); restore it from a backup, or move the workspace "
+                                 "away and `miro-edge init` a new one") from None
             if data.get("format_version") != FORMAT:
                 raise InputError("{} has format {}, this miro_edge reads {}".format(
                     self.path, data.get("format_version"), FORMAT))

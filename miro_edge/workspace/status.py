@@ -12,7 +12,7 @@ from miro_edge.workspace.state import WorkspaceState
 
 def latest_by_key(events: List[Dict[str, Any]], kind: str, key: str) -> List[Dict[str, Any]]:
     """The last event of ``kind`` per ``key`` value, in key order (a line rewritten after a kill wins)."""
-    found = {}  # type: Dict[Any, Dict[str, Any]]
+    found: Dict[Any, Dict[str, Any]] = {}
     for event in events:
         if event.get("kind") == kind and key in event:
             found[event[key]] = event
@@ -27,8 +27,8 @@ def workspace_status(root: Path) -> Dict[str, Any]:
     cycles = latest_by_key(events, "cycle", "cycle")
     tasks = latest_by_key(events, "task", "task_id")
     waiting, waiting_labels = Inbox(root / "inbox").waiting()
-    per_label = {}  # type: Dict[str, Dict[str, int]]
-    store_records = None  # type: Optional[int]
+    per_label: Dict[str, Dict[str, int]] = {}
+    store_records: Optional[int] = None
     if (root / "store").is_dir():
         from miro_edge.memory.store import SampleStore
 
@@ -36,11 +36,11 @@ def workspace_status(root: Path) -> Dict[str, Any]:
             store_records = len(store)
             for split in ("train", "val"):
                 for cid, count in store.class_counts(split).items():
-                    name = str(labels.label(cid)) if cid < len(labels) else "class {}".format(cid)
+                    name = str(labels.label(cid)) if cid < len(labels) else f"class {cid}"
                     per_label.setdefault(name, {"train": 0, "val": 0, "waiting": 0})[split] = count
     for label in waiting_labels:
         per_label.setdefault(str(label), {"train": 0, "val": 0, "waiting": 0})["waiting"] += 1
-    versions = []  # type: List[Dict[str, Any]]
+    versions: List[Dict[str, Any]] = []
     current = None
     if (root / "registry").is_dir():
         from miro_edge.registry.model_registry import ModelRegistry

@@ -55,7 +55,7 @@ class Workspace:
         self.inbox = Inbox(self.root / "inbox")
         self.state = WorkspaceState(self.root / "state.json")
         self._stack = contextlib.ExitStack()
-        self._cycle = None  # type: Any  # the UpdateCycle machinery, built on first update
+        self._cycle: Any = None  # the UpdateCycle machinery, built on first update
 
     # -- creating and opening ------------------------------------------------------------------------
     @classmethod
@@ -63,9 +63,9 @@ class Workspace:
         """Create a workspace directory (refuses one that exists with content)."""
         root = Path(root)
         if (root / CONFIG_NAME).exists():
-            raise InputError("{} is already a workspace; open it, or pick another directory".format(root))
+            raise InputError(f"{root} is already a workspace; open it, or pick another directory")
         if root.exists() and any(p.name != ".writer.lock" for p in root.iterdir()):
-            raise InputError("{} exists and is not empty; `miro-edge init` needs a new or empty directory".format(root))
+            raise InputError(f"{root} exists and is not empty; `miro-edge init` needs a new or empty directory")
         root.mkdir(parents=True, exist_ok=True)
         with WriterLock(root, "init"):
             write_config(root / CONFIG_NAME, config or WorkspaceConfig())
@@ -79,8 +79,8 @@ class Workspace:
     def open(cls, root: PathLike, writer: bool = True, what: str = "writer") -> "Workspace":
         root = Path(root)
         if not (root / CONFIG_NAME).is_file():
-            raise NotAWorkspaceError("{} is not a miro_edge workspace (no {}); create one with `miro-edge init "
-                                     "{}`".format(root, CONFIG_NAME, root))
+            raise NotAWorkspaceError(f"{root} is not a miro_edge workspace (no {CONFIG_NAME}); create one with `miro-edge init "
+                                     f"{root}`")
         config = load_config(root / CONFIG_NAME)
         return cls(root, config, writer, what)
 
@@ -166,8 +166,7 @@ class Workspace:
         """Replace the config (writer only); the next cycle uses it."""
         self._check_writer()
         if self.config.input_shape is not None and config.input_shape not in (None, self.config.input_shape):
-            raise ConfigError("input_shape cannot change from {} to {} in a workspace that holds samples".format(
-                self.config.input_shape, config.input_shape))
+            raise ConfigError(f"input_shape cannot change from {self.config.input_shape} to {config.input_shape} in a workspace that holds samples")
         write_config(self.root / CONFIG_NAME, config)
         self.config = config
         self._cycle = None

@@ -25,12 +25,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--fps", type=float, default=None)
     parser.add_argument("--seconds", type=float, default=None)
     args = parser.parse_args(argv)
-    latest = {}  # type: dict
+    latest: dict = {}
 
     def show(pred: Any) -> None:
         latest["pred"] = pred
-        sys.stdout.write("frame {:6d}  {:<12} {:.2f}  v{}\n".format(pred.index, str(pred.label), pred.confidence,
-                                                                   pred.version))
+        sys.stdout.write(f"frame {pred.index:6d}  {str(pred.label):<12} {pred.confidence:.2f}  v{pred.version}\n")
 
     def corrections(inbox: FeedbackInbox) -> None:
         for line in sys.stdin:  # the user's label for the frame on screen
@@ -45,7 +44,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     stats = serve(args.workspace, args.source, args.uri, args.fps, duration_s=args.seconds, on_prediction=show,
                   preprocess=keep, on_ready=lambda inbox: threading.Thread(target=corrections, args=(inbox,),
                                                                            daemon=True).start())
-    sys.stdout.write("{}\n".format(stats.as_dict()))
+    sys.stdout.write(f"{stats.as_dict()}\n")
     return 0
 
 

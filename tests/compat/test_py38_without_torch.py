@@ -88,4 +88,4 @@ def test_package_and_cli_help_work_on_python38_without_torch():
     assert out.stdout.splitlines()[0] == __version__
     assert "Usage: miro-edge" in out.stdout
     for name in ("export", "live", "meter", "status", "run"):
-        assert "\n  {} ".format(name) in out.stdout, out.stdout
+        assert f"\n  {name} " in out.stdout, out.stdout

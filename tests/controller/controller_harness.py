@@ -16,7 +16,7 @@ class TaskRunner:
         self.learner = Learner(config.memory, config.train, store, recorder, meter, stream.input_shape, controller,
                                callbacks)
         self.config, self.store, self.recorder = config, store, recorder
-        self.seen = []  # type: list
+        self.seen: list = []
 
     @property
     def em(self) -> Any:

@@ -2,8 +2,17 @@
 import pytest
 
 from miro_edge.config import from_dict
-from miro_edge.controller.grid import (Candidate, GridConfig, GridInputs, InfeasibleBudgetError, best_fitting,
-                                       build_grid, fits, max_fit, spaced)
+from miro_edge.controller.grid import (
+    Candidate,
+    GridConfig,
+    GridInputs,
+    InfeasibleBudgetError,
+    best_fitting,
+    build_grid,
+    fits,
+    max_fit,
+    spaced,
+)
 from miro_edge.controller.scorer import CostEffectiveScorer, Trial, TrialStatus
 from miro_edge.errors import ConfigError, InputError
 

@@ -9,20 +9,20 @@ import psutil
 import pytest
 import torch
 
+from miro_edge.controller import ControllerConfig, MiroController, measure_overhead_bytes
 from miro_edge.controller.adapt import SwapAdapterConfig
 from miro_edge.controller.forgetting import ForgettingConfig
 from miro_edge.controller.grid import GridConfig
-from miro_edge.controller import ControllerConfig, MiroController, measure_overhead_bytes
 from miro_edge.controller.scorer import TrialStatus
+from miro_edge.data.holdout import holdout_splits
 from miro_edge.energy import open_meter
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.sb import StreamBuffer
 from miro_edge.memory.store import SampleStore
 from miro_edge.memory.swap import SwapConfig, SwapWorker
-from miro_edge.recorder import Recorder
-from miro_edge.data.holdout import holdout_splits
-from miro_edge.train.callbacks import SwapCallback, TrainCallback
 from miro_edge.model.architectures import create_model
+from miro_edge.recorder import Recorder
+from miro_edge.train.callbacks import SwapCallback, TrainCallback
 from miro_edge.train.trainer import IncrementalTrainer, TrainConfig
 
 SHAPE = (1, 8, 8)
@@ -235,11 +235,12 @@ def test_memory_budget_drop_mid_task_switches_and_rss_stays_under_budget(tmp_pat
     """Large samples (48 KB IMU-like windows) so EM and SB dominate the learner's memory; the
     budget is lowered mid-task: the run switches to a smaller config at a batch boundary, and
     the process RSS above its warmed-up baseline stays under the new budget."""
+    from controller_harness import TaskRunner
+
     from miro_edge.config import from_dict
     from miro_edge.data.sources import ArraySource
     from miro_edge.data.stream import ClassIncrementalStream
     from miro_edge.session import SessionConfig
-    from controller_harness import TaskRunner
 
     shape = (4, 3000)
     x, y = blobs([0, 1, 2, 3], n=400, seed=3, shape=shape)

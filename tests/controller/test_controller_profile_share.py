@@ -1,6 +1,7 @@
 """Profiling cost is capped relative to training, and the first task is profiled over SB sizes."""
 import numpy as np
 import pytest
+from controller_harness import TaskRunner
 
 from miro_edge.config import from_dict
 from miro_edge.controller import ControllerConfig, MiroController, profile_data_ratio
@@ -10,8 +11,6 @@ from miro_edge.energy import open_meter
 from miro_edge.memory.store import SampleStore
 from miro_edge.recorder import Recorder
 from miro_edge.session import SessionConfig
-
-from controller_harness import TaskRunner
 
 
 def test_ratio_is_data_ratio_when_profiling_is_cheap_enough():

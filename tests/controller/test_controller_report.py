@@ -9,8 +9,17 @@ from click.testing import CliRunner
 from miro_edge.cli.commands.report import command
 from miro_edge.controller.adapt import RatioChange
 from miro_edge.controller.grid import Candidate
-from miro_edge.controller.report import (CHOICE_FIELDS, SWAP_RATIO_FIELDS, TRIAL_FIELDS, ChoiceEvent,
-                                         SwapRatioEvent, TrialEvent, load_results, summary_table, write_report)
+from miro_edge.controller.report import (
+    CHOICE_FIELDS,
+    SWAP_RATIO_FIELDS,
+    TRIAL_FIELDS,
+    ChoiceEvent,
+    SwapRatioEvent,
+    TrialEvent,
+    load_results,
+    summary_table,
+    write_report,
+)
 from miro_edge.controller.scorer import CostEffectiveScorer, Trial
 from miro_edge.errors import InputError
 from miro_edge.recorder import Recorder
@@ -78,11 +87,11 @@ def test_write_report_draws_a_png_per_task_and_a_summary(results_file, tmp_path)
     assert text == report.summary
     lines = text.splitlines()
     assert lines[0] == "task 0: 6 candidates, 4 ok, energy measured"
-    chosen = [l for l in lines if l.startswith(" *")]
-    assert len(chosen) == 2 and all(l.split()[1:3] == ["880", "253"] for l in chosen)
-    assert any("blacklisted" in l and "over the memory budget of 64.00 MB" in l for l in lines)
-    assert any("degenerate" in l and "loss was NaN" in l for l in lines)
-    assert sum(l.endswith(" cut") for l in lines) == 4 and sum(l.endswith(" kept") for l in lines) == 4
+    chosen = [ln for ln in lines if ln.startswith(" *")]
+    assert len(chosen) == 2 and all(ln.split()[1:3] == ["880", "253"] for ln in chosen)
+    assert any("blacklisted" in ln and "over the memory budget of 64.00 MB" in ln for ln in lines)
+    assert any("degenerate" in ln and "loss was NaN" in ln for ln in lines)
+    assert sum(ln.endswith(" cut") for ln in lines) == 4 and sum(ln.endswith(" kept") for ln in lines) == 4
     assert "choice (cost_effective, cutline accuracy 0.7800): EM 880 / SB 253. EM 880 / SB 253 (48.0 MB) has" in text
     assert "swap ratio 0.200 -> 0.100: congested for 3 windows" in text
     assert "5.2000" in text  # accuracy per kJ of (880, 253): 0.78 / 150 J * 1000

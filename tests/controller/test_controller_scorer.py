@@ -5,8 +5,14 @@ import pytest
 
 from miro_edge.config import from_dict
 from miro_edge.controller.grid import Candidate
-from miro_edge.controller.scorer import (SCORERS, NoViableCandidateError, ScorerConfig, Trial, TrialStatus,
-                                         create_scorer)
+from miro_edge.controller.scorer import (
+    SCORERS,
+    NoViableCandidateError,
+    ScorerConfig,
+    Trial,
+    TrialStatus,
+    create_scorer,
+)
 from miro_edge.errors import ConfigError, InputError
 
 MB = 1024 * 1024

@@ -33,7 +33,7 @@ def make_tone_folder(root: Path, rates=(8000, 22050), per_label: int = 6) -> Pat
         (root / label).mkdir(parents=True)
         for i in range(per_label):
             rate = rates[i % len(rates)]
-            write_wav(root / label / "{}.wav".format(i), tone(freq * (1 + 0.02 * i), rate, seed=i), rate)
+            write_wav(root / label / f"{i}.wav", tone(freq * (1 + 0.02 * i), rate, seed=i), rate)
     return root
 
 
@@ -130,7 +130,7 @@ def test_live_wav_source_gives_the_training_features_and_onnx_matches(tmp_path):
 
     root = make_tone_folder(tmp_path / "tones", per_label=2)
     src = load_source("audio", path=str(root), layout="sequence", **FRONT)
-    uri = "{}?n_mels=24&hop_length=320&n_fft=512&win_length=400&layout=sequence".format(root)
+    uri = f"{root}?n_mels=24&hop_length=320&n_fft=512&win_length=400&layout=sequence"
     with make_source("wav", uri, src.input_shape, None) as live:
         frames = []
         frame = live.read()
@@ -168,7 +168,7 @@ def test_run_cli_on_an_audio_folder(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "miro-edge run: audio (1 classes/task), model cnn1d" in out.stdout
     assert "task  2" in out.stdout and "final average accuracy" in out.stdout
-    events = [json.loads(l) for l in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    events = [json.loads(ln) for ln in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
     assert sum(e["kind"] == "task" for e in events) == 3
     session = json.loads((tmp_path / "run" / "session.json").read_text())
     assert session["config"]["data_options"]["n_mels"] == 24 and len(session["rows"]) == 3

@@ -4,8 +4,8 @@ import torch
 
 from miro_edge.data import ClassIncrementalStream, load_source
 from miro_edge.data.adapters import from_torch_dataset
-from miro_edge.errors import ConfigError, InputError
 from miro_edge.data.stream import StreamConfig
+from miro_edge.errors import ConfigError, InputError
 
 
 def test_digits_stream_is_deterministic_and_class_incremental():

@@ -1,20 +1,20 @@
 """ResourceMonitor on fake /proc and /sys trees: cgroup limits, PSI, diskstats, power supply, load."""
+import dataclasses
 import threading
 
 import pytest
+from energy_fakes import FakeClock, write
 
 from miro_edge.device import LoadGauge, ResourceMonitor, ResourceSnapshot
 from miro_edge.device.resources import read_memory, read_power_supply
 from miro_edge.errors import InputError
-
-from energy_fakes import FakeClock, write
 
 GIB = 1024 ** 3
 
 
 def meminfo(root, available_kb):
     write(root / "proc/meminfo", "MemTotal:        7846000 kB\nMemFree:          500000 kB\n"
-                                 "MemAvailable:    {} kB\nBuffers:           1000 kB".format(available_kb))
+                                 f"MemAvailable:    {available_kb} kB\nBuffers:           1000 kB")
 
 
 def test_meminfo_only(tmp_path):
@@ -29,7 +29,7 @@ def test_cgroup_v2_limit_wins_when_tighter(tmp_path):
     cg = tmp_path / "sys/fs/cgroup/docker/abc"
     write(cg / "memory.max", str(2 * GIB))
     write(cg / "memory.current", str(GIB + 256 * 1024 ** 2))
-    write(cg / "memory.stat", "anon 100\nfile 300000000\ninactive_file {}\nactive_file 5".format(256 * 1024 ** 2))
+    write(cg / "memory.stat", f"anon 100\nfile 300000000\ninactive_file {256 * 1024 ** 2}\nactive_file 5")
     m = read_memory(str(tmp_path))
     assert m.source == "cgroup-v2" and m.limit_bytes == 2 * GIB
     assert m.available_bytes == GIB  # 2 GiB - (1.25 GiB used - 0.25 GiB reclaimable cache)
@@ -65,9 +65,9 @@ def test_psi_io_pressure(tmp_path):
 
 def diskstats(root, io_ms_sda, io_ms_part):
     write(root / "proc/diskstats",
-          "   8       0 sda 100 0 800 50 20 0 160 40 0 {} 90 0 0 0 0\n"
-          "   8       1 sda1 90 0 700 45 20 0 160 40 0 {} 85 0 0 0 0\n"
-          "   7       0 loop0 5 0 10 1 0 0 0 0 0 9999 1 0 0 0 0".format(io_ms_sda, io_ms_part))
+          f"   8       0 sda 100 0 800 50 20 0 160 40 0 {io_ms_sda} 90 0 0 0 0\n"
+          f"   8       1 sda1 90 0 700 45 20 0 160 40 0 {io_ms_part} 85 0 0 0 0\n"
+          "   7       0 loop0 5 0 10 1 0 0 0 0 0 9999 1 0 0 0 0")
 
 
 def test_diskstats_utilisation_between_two_reads(tmp_path):
@@ -112,8 +112,8 @@ def test_load_gauge_and_snapshot(tmp_path):
     assert snap.live_load in (0.2, 0.4)
     assert isinstance(snap, ResourceSnapshot) and snap.rss_bytes > 1024 * 1024
     assert snap.mem_available_mb == pytest.approx(1024.0)
-    with pytest.raises(Exception):
-        snap.live_load = 1.0  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snap.live_load = 1.0  # type: ignore[misc]  # frozen
     gauge.set(3.0)
     assert gauge.get() == 1.0
     with pytest.raises(InputError):

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from jetson_files import BOARDS, JETSON, REPO, versions
 
 FAKE_DOCKER = """#!{python}
@@ -42,7 +41,7 @@ def test_build_passes_the_boards_pins_and_the_repo_as_context(board, fake_docker
     assert call["buildkit"] == "1" and argv[0] == "build" and argv[-1] == str(REPO)
     assert argv[argv.index("--file") + 1] == str(JETSON / board / "Dockerfile")
     tags = [argv[i + 1] for i, a in enumerate(argv) if a == "--tag"]
-    assert tags[0] == "miro-edge:{}".format(board) and tags[1].startswith("miro-edge:{}-0.".format(board))
+    assert tags[0] == f"miro-edge:{board}" and tags[1].startswith(f"miro-edge:{board}-0.")
     passed = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--build-arg")
     expected = {k: v for k, v in versions().items() if k.startswith(BOARDS[board])}
     assert passed == expected

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import yaml
-
 from jetson_files import BOARDS, JETSON
+
 from miro_edge.energy.ina3221 import HWMON_GLOB, IIO_GLOB
 from miro_edge.energy.jtop_meter import JTOP_SOCKET
 
@@ -49,14 +49,14 @@ def test_two_services_share_one_workspace_on_the_nvidia_runtime(board):
     assert set(services) == {"serve", "daemon"}
     workspaces = set()
     for name, svc in services.items():
-        assert svc["image"] == "miro-edge:{}".format(board), name
+        assert svc["image"] == f"miro-edge:{board}", name
         assert svc["runtime"] == "nvidia", name
         ws = [m for m in mounts(svc) if m[1] == "/workspace"]
-        assert len(ws) == 1 and not ws[0][2], "{}: one writable /workspace mount".format(name)
+        assert len(ws) == 1 and not ws[0][2], f"{name}: one writable /workspace mount"
         workspaces.add(ws[0][0])
         assert "video" in svc["group_add"]
         engines = [m for m in mounts(svc) if m[1] == "/home/miro/.cache/miro_edge"]
-        assert engines and engines[0][0] == "miro-edge-engines", "{}: TensorRT engines must outlive it".format(name)
+        assert engines and engines[0][0] == "miro-edge-engines", f"{name}: TensorRT engines must outlive it"
     assert workspaces == {"miro-edge-workspace"} and set(doc["volumes"]) == {"miro-edge-workspace", "miro-edge-engines"}
     assert services["serve"]["command"][:2] == ["serve", "/workspace"] and "--source" in services["serve"]["command"]
     assert services["daemon"]["command"] == ["daemon", "/workspace"]
@@ -69,11 +69,11 @@ def test_power_sensors_jtop_and_camera_are_mounted(board):
         by_target = {m[1]: m for m in mounts(svc)}
         sensor_dir = INA3221_GLOB[board].split("*")[0].rstrip("/")
         ina = [m for t, m in by_target.items() if sensor_dir == t or sensor_dir.startswith(t + "/")]
-        assert len(ina) == 1, "{} {}: no mount covers {}".format(board, name, INA3221_GLOB[board])
+        assert len(ina) == 1, f"{board} {name}: no mount covers {INA3221_GLOB[board]}"
         source, target, read_only, _ = ina[0]
-        assert read_only and source == target, "{}: the INA3221 tree is bound read-only at its own path".format(name)
+        assert read_only and source == target, f"{name}: the INA3221 tree is bound read-only at its own path"
         jtop = by_target.get(JTOP_SOCKET)
-        assert jtop is not None and jtop[0] == JTOP_SOCKET, "{}: {} not mounted".format(name, JTOP_SOCKET)
+        assert jtop is not None and jtop[0] == JTOP_SOCKET, f"{name}: {JTOP_SOCKET} not mounted"
         assert jtop[3].get("bind", {}).get("create_host_path") is False, \
             "a missing jtop socket must not become a directory on the host"
     cameras = [d.split(":") for d in services["serve"]["devices"]]
@@ -91,4 +91,4 @@ def test_serve_options_in_compose_exist_in_the_cli():
             out = subprocess.run([sys.executable, "-m", "miro_edge", name, "--help"], capture_output=True, text=True)
             assert out.returncode == 0, out.stderr
             for option in (a for a in command if a.startswith("--")):
-                assert option in out.stdout, "{}: `miro-edge {}` has no {}".format(board, name, option)
+                assert option in out.stdout, f"{board}: `miro-edge {name}` has no {option}"

@@ -1,6 +1,5 @@
 """The Jetson Dockerfiles: pins come from versions.env, hadolint is clean (failing on warnings),
 every COPY source is in the build context, and the smoke test runs after the install."""
-import os
 import re
 import shutil
 import subprocess
@@ -8,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from jetson_files import BOARDS, JETSON, REPO, dockerfile_args, dockerfile_lines, versions
 
 
@@ -17,20 +15,20 @@ def test_every_pin_comes_from_versions_env_and_every_pin_is_used(board):
     pins = versions()
     args = dockerfile_args(board)
     undefaulted = {a.name for a in args if a.default is None}
-    assert undefaulted, "the {} Dockerfile declares no pinned ARG".format(board)
+    assert undefaulted, f"the {board} Dockerfile declares no pinned ARG"
     missing = sorted(undefaulted - set(pins))
-    assert not missing, "ARGs without a default and not in versions.env: {}".format(missing)
+    assert not missing, f"ARGs without a default and not in versions.env: {missing}"
     assert all(a.name.startswith(BOARDS[board]) for a in args if a.default is None), \
-        "a pinned ARG of {} lacks its board prefix {}".format(board, BOARDS[board])
+        f"a pinned ARG of {board} lacks its board prefix {BOARDS[board]}"
     defaulted_pins = sorted(a.name for a in args if a.default is not None and a.name in pins)
-    assert not defaulted_pins, "pins with a second value in the Dockerfile: {}".format(defaulted_pins)
+    assert not defaulted_pins, f"pins with a second value in the Dockerfile: {defaulted_pins}"
     makefile = (REPO / "Makefile").read_text()
     for key, value in pins.items():
         if not key.startswith(BOARDS[board]):
             continue
-        assert key in undefaulted or "$({})".format(key) in makefile, "{} is used nowhere".format(key)
+        assert key in undefaulted or f"$({key})" in makefile, f"{key} is used nowhere"
         if not key.endswith("_URL"):  # a URL may be empty (optional layer off)
-            assert value, "{} is empty".format(key)
+            assert value, f"{key} is empty"
 
 
 def test_base_images_are_the_boards_l4t_releases():
@@ -67,8 +65,8 @@ def test_hadolint_passes_every_dockerfile_and_fails_on_a_warning(tmp_path):
 
 def dockerignore_includes():
     lines = (REPO / ".dockerignore").read_text().splitlines()
-    assert lines[[l.strip() for l in lines].index("**")].strip() == "**", "the context must start from nothing"
-    return [l[1:].rstrip("/") for l in lines if l.startswith("!")]
+    assert lines[[ln.strip() for ln in lines].index("**")].strip() == "**", "the context must start from nothing"
+    return [ln[1:].rstrip("/") for ln in lines if ln.startswith("!")]
 
 
 @pytest.mark.parametrize("board", sorted(BOARDS))
@@ -80,7 +78,7 @@ def test_copy_sources_exist_and_are_in_the_build_context(board):
         sources = line.split()[1:-1]
         for src in sources:
             assert any(src == inc or src.startswith(inc + "/") for inc in included), \
-                "{} is excluded by .dockerignore".format(src)
+                f"{src} is excluded by .dockerignore"
             if "${" in src:  # the TX2 torch wheel: a file the user brings into that folder
                 assert (REPO / src.split("${")[0]).is_dir(), src
             else:
@@ -90,17 +88,17 @@ def test_copy_sources_exist_and_are_in_the_build_context(board):
 @pytest.mark.parametrize("board", sorted(BOARDS))
 def test_image_runs_the_smoke_test_after_installing_and_as_the_non_root_user(board):
     lines = dockerfile_lines(board)
-    final = lines[max(i for i, l in enumerate(lines) if l.startswith("FROM ")):]
-    install = next(i for i, l in enumerate(final) if "pip install" in l and "/opt/miro-edge/src[" in l)
+    final = lines[max(i for i, ln in enumerate(lines) if ln.startswith("FROM ")):]
+    install = next(i for i, ln in enumerate(final) if "pip install" in ln and "/opt/miro-edge/src[" in ln)
     extras = re.search(r"/opt/miro-edge/src\[([a-z0-9,-]+)\]", final[install]).group(1).split(",")
     assert {"jetson", "onnx"} <= set(extras) and ({"trt"} & set(extras) or {"trt-pycuda"} & set(extras))
-    user = next(i for i, l in enumerate(final) if l.startswith("USER "))
-    smoke = next(i for i, l in enumerate(final) if l.startswith("RUN ") and "smoke_test.py" in l)
+    user = next(i for i, ln in enumerate(final) if ln.startswith("USER "))
+    smoke = next(i for i, ln in enumerate(final) if ln.startswith("RUN ") and "smoke_test.py" in ln)
     assert install < user < smoke, "install, then USER, then the smoke test"
-    assert "--target {}".format(board) in final[smoke]
+    assert f"--target {board}" in final[smoke]
     assert final[user].split()[1] not in ("root", "0")
-    owned = next(l for l in final if "useradd" in l)
+    owned = next(ln for ln in final if "useradd" in ln)
     assert "install -d -o miro -g miro /workspace /home/miro/.cache/miro_edge" in owned, \
         "the compose volumes' mount points must belong to miro"
-    assert any(l.startswith("HEALTHCHECK ") for l in final) and any(l.startswith("VOLUME ") and "/workspace" in l
-                                                                     for l in final)
+    assert any(ln.startswith("HEALTHCHECK ") for ln in final) and any(ln.startswith("VOLUME ") and "/workspace" in ln
+                                                                     for ln in final)

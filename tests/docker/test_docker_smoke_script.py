@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import onnx
-
 from jetson_files import JETSON
 
 SCRIPT = str(JETSON / "smoke_test.py")
@@ -19,7 +18,7 @@ def run_smoke(*args, workdir):
 def test_smoke_test_passes_here_and_exports_at_the_targets_opset(tmp_path):
     proc = run_smoke("--target", "tx2", workdir=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = {l.split(":", 1)[0]: l for l in proc.stdout.splitlines() if ":" in l}
+    lines = {ln.split(":", 1)[0]: ln for ln in proc.stdout.splitlines() if ":" in ln}
     assert lines["PASS import"].startswith("PASS import: python {}.{}".format(*sys.version_info[:2]))
     assert "lists export" in lines["PASS cli"]
     assert "(opset 13)" in lines["PASS onnx"] and "parity: passed" in lines["PASS onnx"]

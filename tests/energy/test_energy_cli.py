@@ -2,12 +2,10 @@
 import sys
 
 import pytest
-
 from click.testing import CliRunner
+from energy_fakes import make_tx2_tree
 
 from miro_edge.cli import cli
-
-from energy_fakes import make_tx2_tree
 
 
 def test_meter_prints_rails_source_and_terminates(tmp_path):
@@ -16,7 +14,7 @@ def test_meter_prints_rails_source_and_terminates(tmp_path):
     assert result.exit_code == 0, result.output
     assert "source: ina3221 (measured)" in result.output
     assert "total rail: VDD_IN" in result.output
-    lines = [l for l in result.output.splitlines() if "total 5.000 W" in l]
+    lines = [ln for ln in result.output.splitlines() if "total 5.000 W" in ln]
     assert len(lines) == 3 and "VDD_SYS_CPU 1.200" in lines[0]
 
 

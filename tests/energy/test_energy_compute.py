@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from energy_fakes import make_tx2_tree, set_power
 from torch import nn
 
 from miro_edge.energy import MEASURED, EnergyProfile, WindowResult, calibrate
@@ -15,12 +16,10 @@ from miro_edge.energy.model import ModelMeter, load_profile
 from miro_edge.energy.window_records import read_windows
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.sb import StreamBuffer
+from miro_edge.model.architectures import create_model
 from miro_edge.train.callbacks import WorkCounterCallback
 from miro_edge.train.flops import count_flops
-from miro_edge.model.architectures import create_model
 from miro_edge.train.trainer import IncrementalTrainer, TrainConfig
-
-from energy_fakes import make_tx2_tree, set_power
 
 
 def test_flops_match_a_hand_count_and_leave_the_model_as_it_was():
@@ -55,7 +54,7 @@ def fit_energy(width: int, passes_out: list) -> float:
 
 
 def test_a_wider_model_is_charged_more_per_sample_pass():
-    passes = []  # type: list
+    passes: list = []
     narrow, wide = fit_energy(8, passes), fit_energy(32, passes)
     assert passes[0] == passes[1]
     assert wide > narrow * 1.5  # cnn2d's FLOPs grow about with width squared
@@ -76,7 +75,7 @@ def synthetic_windows(seed: int = 0, noise: float = 0.002) -> list:
         n = 0 if per_pass == 0 else int(rng.integers(1000, 30000))
         b = int(rng.integers(0, 5 * 10 ** 8)) if i % 3 == 0 else 0
         e = TRUE.energy_j(d, n, b, n * per_pass) * (1 + rng.normal(0, noise))
-        out.append(WindowResult(name="w{}".format(i), source="ina3221", label=MEASURED, energy_j=e, duration_s=d,
+        out.append(WindowResult(name=f"w{i}", source="ina3221", label=MEASURED, energy_j=e, duration_s=d,
                                 mean_w=e / d, peak_w=0.0, sample_count=10, rails={}, total_rail="VDD_IN",
                                 start_s=0.0, end_s=d, sample_passes=n, bytes_read=b, flops=n * per_pass))
     return out
@@ -112,7 +111,7 @@ def record_ina3221_windows(tmp_path, fake_clock) -> str:
             watts = TRUE.energy_j(seconds, passes, nbytes, passes * per_pass) / seconds
             set_power(files["VDD_IN"], 1000 * watts)
             meter.sample_now()
-            with meter.window("w{}".format(i)) as w:
+            with meter.window(f"w{i}") as w:
                 meter.add_work(sample_passes=passes, bytes_read=nbytes, flops=passes * per_pass)
                 fake_clock.advance(seconds)
             out.write(json.dumps(dict(w.result.to_dict(), kind="trial_window")) + "\n")

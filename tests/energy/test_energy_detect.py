@@ -1,13 +1,20 @@
 """Auto-detection picks the best source present; on a bare machine, the estimated model."""
 import pytest
+from energy_fakes import chmod_x, make_tx2_tree, write
 
-from miro_edge.energy import (ESTIMATED, MEASURED, MeterConfig, create_meter, meter_from_config, meter_names,
-                              open_meter, probe_all)
+from miro_edge.energy import (
+    ESTIMATED,
+    MEASURED,
+    MeterConfig,
+    create_meter,
+    meter_from_config,
+    meter_names,
+    open_meter,
+    probe_all,
+)
 from miro_edge.energy.ina3221 import Ina3221Meter
 from miro_edge.energy.model import ModelMeter
 from miro_edge.errors import ConfigError
-
-from energy_fakes import chmod_x, make_tx2_tree, write
 
 
 def test_order_is_by_fidelity():

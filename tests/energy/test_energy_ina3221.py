@@ -2,8 +2,8 @@
 import time
 
 import pytest
-
 from energy_fakes import TX2_LAYOUT, make_nx_tree, make_tx2_tree, set_power
+
 from miro_edge.energy import MEASURED, MeterStateError, MeterUnavailableError, SensorLostError
 from miro_edge.energy.ina3221 import Ina3221Meter, discover_rails
 from miro_edge.errors import MiroEdgeError
@@ -136,7 +136,7 @@ def test_sensor_removed_mid_window_raises_and_keeps_samples(tmp_path):
         assert err.partial is not None and not err.partial.complete
         assert err.partial.energy_j == pytest.approx(5.0 * err.partial.duration_s)
         with pytest.raises(SensorLostError):
-            w.result
+            _ = w.result
         with pytest.raises(SensorLostError):  # the meter refuses new windows until reopened
             meter.window("next").start()
 
@@ -168,7 +168,7 @@ def test_window_misuse_is_an_error(tmp_path):
     with meter:
         w = meter.window("w")
         with pytest.raises(MeterStateError):
-            w.result
+            _ = w.result
 
 
 def test_watch_requires_an_end_and_yields_new_samples(tmp_path):

@@ -3,12 +3,11 @@ import threading
 
 import numpy as np
 import pytest
+from energy_fakes import write
 
 from miro_edge.energy import ESTIMATED, MEASURED, PROFILES, EnergyProfile, WindowResult, calibrate
 from miro_edge.energy.model import ModelMeter, detect_profile, get_profile, load_profile, nnls, save_profile
 from miro_edge.errors import ConfigError, InputError
-
-from energy_fakes import write
 
 
 def test_estimate_is_idle_times_time_plus_work(fake_clock):

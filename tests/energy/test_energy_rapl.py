@@ -12,8 +12,8 @@ def make_zone(root, zone, name, energy_uj, range_uj=RANGE_UJ):
     d = root / "sys/class/powercap" / zone
     d.mkdir(parents=True)
     (d / "name").write_text(name + "\n")
-    (d / "energy_uj").write_text("{}\n".format(energy_uj))
-    (d / "max_energy_range_uj").write_text("{}\n".format(range_uj))
+    (d / "energy_uj").write_text(f"{energy_uj}\n")
+    (d / "max_energy_range_uj").write_text(f"{range_uj}\n")
     return d / "energy_uj"
 
 
@@ -40,12 +40,12 @@ def test_energy_with_wrap_around(tmp_path, fake_clock):
     with RaplMeter(root=str(tmp_path), clock=fake_clock, background=False) as meter:
         with meter.window("w") as w:
             fake_clock.advance(1.0)
-            pkg.write_text("{}\n".format(RANGE_UJ - 1_000_000))  # +3 J
-            core.write_text("{}\n".format(10 + 2_000_000))
+            pkg.write_text(f"{RANGE_UJ - 1_000_000}\n")  # +3 J
+            core.write_text(f"{10 + 2_000_000}\n")
             meter.sample_now()
             fake_clock.advance(1.0)
-            pkg.write_text("{}\n".format(6_000_000))  # wrapped: +1 J to the range, +6 J after
-            core.write_text("{}\n".format(10 + 4_000_000))
+            pkg.write_text(f"{6_000_000}\n")  # wrapped: +1 J to the range, +6 J after
+            core.write_text(f"{10 + 4_000_000}\n")
     r = w.result
     assert r.energy_j == pytest.approx(10.0)
     assert r.peak_w == pytest.approx(7.0)

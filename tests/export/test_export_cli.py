@@ -1,11 +1,10 @@
 """CLI: export, publish, versions, rollback through CliRunner (exit codes and output)."""
 import numpy as np
 from click.testing import CliRunner
+from model_fixtures import real_samples
 
 from miro_edge.cli import cli
 from miro_edge.registry.model_registry import ModelRegistry
-
-from model_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
 
 
 def test_export_publish_versions_rollback(tmp_path, ckpt_factory):

@@ -2,18 +2,21 @@
 import numpy as np
 import pytest
 import torch
+from model_fixtures import SHAPES, real_samples
 
-from miro_edge.errors import ConfigError, ExportError
-from miro_edge.model.checkpoint import model_from_checkpoint, read_checkpoint
-from miro_edge.errors import CheckpointError, OnnxModelError, ParityError
-from miro_edge.model.onnx_file import check_onnx
-from miro_edge.export.onnx_export import (OnnxExportConfig, choose_exporter, default_opset, export_onnx,
-                                          export_parameters)
+from miro_edge.errors import CheckpointError, ConfigError, ExportError, OnnxModelError, ParityError
+from miro_edge.export.onnx_export import (
+    OnnxExportConfig,
+    choose_exporter,
+    default_opset,
+    export_onnx,
+    export_parameters,
+)
 from miro_edge.export.parity import ParityConfig, check_parity
 from miro_edge.export.pipeline import export_checkpoint
 from miro_edge.export.targets import TARGETS, get_target
-
-from model_fixtures import SHAPES, ckpt_factory, real_samples  # noqa: F401 (fixture)
+from miro_edge.model.checkpoint import model_from_checkpoint, read_checkpoint
+from miro_edge.model.onnx_file import check_onnx
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -104,7 +104,7 @@ def checkpoint(out: Path, point: str) -> None:
     for task in range(len(done), 5):
         torch.manual_seed(task)
         model = create_model("cnn1d", [3, 32], 5, width=8)
-        save_checkpoint(folder / "task-{:03d}.pt".format(task), model, "cnn1d", [3, 32], width=8, task_id=task)
+        save_checkpoint(folder / f"task-{task:03d}.pt", model, "cnn1d", [3, 32], width=8, task_id=task)
         print("saved", task, flush=True)
 
 

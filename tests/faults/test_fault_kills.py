@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from miro_edge.memory.store import SampleStore
@@ -93,7 +92,7 @@ def _acked(lines, word):
 
 INGEST_CASES = ([("slots", p) for p in ("after_payload_sync", "before_commit", "after_commit", "mid_put_records")]
                 + [("sqlite", p) for p in ("before_commit", "after_commit", "mid_put_records")]
-                + [(b, "random-{}".format(k)) for b, k in (("slots", 0), ("slots", 1), ("slots", 2), ("slots", 3),
+                + [(b, f"random-{k}") for b, k in (("slots", 0), ("slots", 1), ("slots", 2), ("slots", 3),
                                                             ("sqlite", 0), ("sqlite", 1), ("sqlite", 2),
                                                             ("lmdb", 0), ("lmdb", 1), ("lmdb", 2))])
 
@@ -120,7 +119,7 @@ def _check_checkpoints(folder, final):
 
     done = sorted(folder.glob("task-*.pt"))
     for k, path in enumerate(done):
-        assert path.name == "task-{:03d}.pt".format(k)
+        assert path.name == f"task-{k:03d}.pt"
         assert read_checkpoint(path)["task_id"] == k  # loads, and its checksum holds
     if final:
         assert len(done) == 5 and not list(folder.glob(".*.tmp"))

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.faults
 def test_run_on_a_full_disk_fails_cleanly_and_resumes(tmp_path, size_kib):
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size={}k".format(size_kib), "tmpfs", str(mnt)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(mnt)],
                       stderr=subprocess.DEVNULL).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs CAP_SYS_ADMIN); a full disk is not simulated")
     try:
@@ -20,17 +20,17 @@ def test_run_on_a_full_disk_fails_cleanly_and_resumes(tmp_path, size_kib):
         config.write_text("data: {dataset: digits, classes_per_task: 5, seed: 0}\n"
                           "memory: {em_size: 20}\ntrain: {model: cnn2d, width: 8, epochs: 1}\n")
         cmd = [sys.executable, "-m", "miro_edge", "run", "--config", str(config), "--out", str(mnt / "run")]
-        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=600)
-        assert out.returncode == 1, "the run fit in {} KiB; make the disk smaller".format(size_kib)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 1, f"the run fit in {size_kib} KiB; make the disk smaller"
         lines = [ln for ln in out.stderr.strip().splitlines() if not ln.startswith("WARNING")]
         assert len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in out.stderr, out.stderr
         assert ("No space left" in lines[0] or "full" in lines[0]) and str(mnt / "run") in lines[0], lines[0]
         assert "free" in lines[0].lower()  # the fix
         subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
-        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=600)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, out.stderr
         verify = subprocess.run([sys.executable, "-m", "miro_edge", "store", "verify", str(mnt / "run" / "store")],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+                                capture_output=True, text=True, timeout=120)
         # 1258: what the same config ingests uninterrupted (the digits stream its tasks are cut from)
         assert verify.returncode == 0 and "checked        1258 records" in verify.stdout, verify.stdout + verify.stderr
         assert not list((mnt / "run").rglob("*.tmp"))

@@ -5,8 +5,6 @@ from miro_edge.cli import cli
 from miro_edge.export.pipeline import export_checkpoint, publish_model
 from miro_edge.registry.model_registry import ModelRegistry
 
-from model_fixtures import ckpt_factory  # noqa: F401 (fixture)
-
 
 def test_live_command_prints_stats(tmp_path, ckpt_factory):
     ckpt = ckpt_factory("cnn1d")

@@ -4,13 +4,12 @@ import sys
 
 import numpy as np
 import pytest
+from model_fixtures import real_samples
 
 from miro_edge.errors import ConfigError, InputError, MissingDependencyError
 from miro_edge.export.pipeline import export_checkpoint
 from miro_edge.infer.base import EngineClosedError, EngineOptions, create_engine, engine_names
 from miro_edge.infer.ort_engine import OrtEngine, select_providers
-
-from model_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
 
 pytest.importorskip("onnxruntime")
 

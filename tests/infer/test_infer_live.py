@@ -6,16 +6,21 @@ import time
 
 import numpy as np
 import pytest
+from model_fixtures import published_registry
 
 from miro_edge.errors import InputError, MissingDependencyError
-from miro_edge.export.pipeline import export_checkpoint, publish_model
-from miro_edge.registry.model_registry import ModelRegistry
+from miro_edge.export.pipeline import publish_model
 from miro_edge.infer.base import EngineOptions, InferenceEngine, create_engine
 from miro_edge.infer.hotswap import FixedEngine, HotSwapper
 from miro_edge.infer.live import LiveConfig, LiveLoop, registry_live_loop
-from miro_edge.infer.sources import CsvImuSource, SocketImuSource, SyntheticSource, VideoSource, frames, make_source
-
-from model_fixtures import ckpt_factory, published_registry, real_samples  # noqa: F401 (fixture)
+from miro_edge.infer.sources import (
+    CsvImuSource,
+    SocketImuSource,
+    SyntheticSource,
+    VideoSource,
+    frames,
+    make_source,
+)
 
 pytest.importorskip("onnxruntime")
 

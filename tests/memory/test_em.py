@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from miro_fakes import make_source
+
 from miro_edge.errors import InputError
 from miro_edge.memory.em import EpisodicMemory, balanced_quota
 

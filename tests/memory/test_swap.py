@@ -1,8 +1,8 @@
 import threading
 
 import numpy as np
-
 from miro_fakes import make_source
+
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.swap import SwapConfig, SwapWorker
 
@@ -101,6 +101,7 @@ def test_coalesced_submissions_swap_each_slot_once_per_read():
 
 def test_set_swap_ratio_changes_what_later_submissions_swap_and_rejects_bad_values():
     import pytest
+
     from miro_edge.errors import InputError
     src = make_source(n_per_class=200)
     em = _em(src)

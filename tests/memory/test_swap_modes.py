@@ -2,8 +2,8 @@
 whatever the read latency; async mode stays the timing-driven worker."""
 import numpy as np
 import pytest
-
 from miro_fakes import make_source
+
 from miro_edge.errors import ConfigError, InputError
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.swap import SwapConfig, SwapWorker
@@ -38,7 +38,7 @@ def test_same_seed_same_swaps_at_every_step_whatever_the_read_latency():
     slow, slow_stats = _trace(0.004)
     assert len(fast) == len(slow)
     for step, (a, b) in enumerate(zip(fast, slow)):
-        assert np.array_equal(a, b), "EM differs before step {}".format(step)
+        assert np.array_equal(a, b), f"EM differs before step {step}"
     assert not np.array_equal(fast[0], fast[-1])  # swaps really happened
     assert fast_stats.swaps_done == slow_stats.swaps_done == 25 * 3
     assert fast_stats.dropped_submissions == 0 and fast_stats.cancelled == 0

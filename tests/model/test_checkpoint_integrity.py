@@ -10,8 +10,6 @@ from miro_edge.errors import CheckpointError
 from miro_edge.model.checkpoint import CHECKSUM_KEY, model_from_checkpoint, read_checkpoint
 from miro_edge.utils.torch_compat import load_weights_only
 
-from model_fixtures import ckpt_factory  # noqa: F401 (fixture)
-
 
 def _zero_tensor_bytes(path, out):
     """Zero 8 bytes in the middle of the file: inside the tensor data, which torch.load does not check."""
@@ -49,7 +47,7 @@ def test_version_1_checkpoints_without_a_checksum_still_load(tmp_path, ckpt_fact
 def test_export_refuses_a_damaged_checkpoint_in_one_line(tmp_path, ckpt_factory):
     bad = _zero_tensor_bytes(ckpt_factory("cnn2d"), tmp_path / "bad.pt")
     out = subprocess.run([sys.executable, "-m", "miro_edge", "export", str(bad), "--out", str(tmp_path / "o")],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 1 and "parity: passed" not in out.stdout
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and "fails its checksum" in lines[0], out.stderr

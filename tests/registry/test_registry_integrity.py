@@ -10,8 +10,6 @@ from miro_edge.cli import cli
 from miro_edge.export.pipeline import export_checkpoint
 from miro_edge.registry.model_registry import HISTORY, ModelRegistry
 
-from model_fixtures import ckpt_factory  # noqa: F401 (fixture)
-
 
 @pytest.fixture
 def onnx_and_ckpt(tmp_path, ckpt_factory):

@@ -9,14 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from model_fixtures import real_samples
 
-from miro_edge.errors import RegistryError
-from miro_edge.registry.canary import CanaryConfig, canary_decision
-from miro_edge.errors import IntegrityError, OnnxModelError, ParityError, VersionNotFoundError
+from miro_edge.errors import IntegrityError, OnnxModelError, ParityError, RegistryError, VersionNotFoundError
 from miro_edge.export.pipeline import export_and_publish, export_checkpoint, publish_model
+from miro_edge.registry.canary import CanaryConfig, canary_decision
 from miro_edge.registry.model_registry import ModelRegistry
-
-from model_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def exported(tmp_path, ckpt_factory):
     def make(seed=0, accuracy=0.9, name="cnn2d"):
         ckpt = ckpt_factory(name, seed=seed, accuracy=accuracy)
-        res = export_checkpoint(ckpt, tmp_path / "exp-{}-{}".format(seed, accuracy), run_parity=False)
+        res = export_checkpoint(ckpt, tmp_path / f"exp-{seed}-{accuracy}", run_parity=False)
         return res.onnx.path, ckpt
     return make
 
@@ -75,7 +73,7 @@ def test_canary_gate_rejects_worse_candidate(tmp_path, exported):
 def test_rollback_and_retention(tmp_path, exported):
     reg = ModelRegistry(tmp_path / "reg", keep_last=2)
     pair = exported(0, 0.9)
-    for i in range(5):
+    for _i in range(5):
         publish_model(reg, *pair, run_parity=False)
     assert [m.version for m in reg.versions()] == [4, 5]  # keep_last=2 (current 5 and its parent 4)
     assert reg.rollback().version == 4 and reg.current_version() == 4

@@ -59,14 +59,14 @@ def fake_sweep(acc, energy, swap_acc, swap_j):
     for seed in (0, 1):
         for (budget, share), a in acc.items():
             em, sb = split_budget(budget, share)
-            key = "w:em{}:sb{}:swap1:seed{}".format(em, sb, seed)
+            key = f"w:em{em}:sb{sb}:swap1:seed{seed}"
             cells.append({"key": key, "series": "grid", "budget_samples": budget, "em_share": share, "swap_ratio": 1.0,
                           "params": {"em_size": em, "sb_size": sb, "swap_ratio": 1.0, "seed": seed}})
             runs[key] = {"key": key, "status": "ok", "params": cells[-1]["params"], "final_average_accuracy": a + 0.002 * seed,
                          "energy_j": energy * (em + sb) + 3 + 0.01 * seed, "mean_training_samples_in_ram": em + sb,
                          "energy_label": "estimated", "energy_source": "model:t", "swaps_done": 0}
         for ratio, a, j in zip((0.0, 0.2, 1.0), swap_acc, swap_j):
-            key = "w:em50:sb50:swap{:g}:seed{}".format(ratio, seed)
+            key = f"w:em50:sb50:swap{ratio:g}:seed{seed}"
             cells.append({"key": key, "series": "swap", "budget_samples": 100, "em_share": 0.5, "swap_ratio": ratio,
                           "params": {"em_size": 50, "sb_size": 50, "swap_ratio": ratio, "seed": seed}})
             runs[key] = {"key": key, "status": "ok", "params": cells[-1]["params"], "final_average_accuracy": a + 0.002 * seed,
@@ -114,7 +114,7 @@ def test_sweep_cli_runs_in_parallel_resumes_and_reports(tmp_path):
     assert "5 points (6 runs planned over 1 seed(s))" in first.stdout
     assert "energy: estimated (model:" in first.stdout and "energy_vs_memory" in first.stdout
     lines = (out / "runs.jsonl").read_text().splitlines()
-    records = [json.loads(l) for l in lines]
+    records = [json.loads(ln) for ln in lines]
     assert len(records) == 5 and all(r["status"] == "ok" for r in records)
     assert len({r["key"] for r in records}) == 5
     assert all(0.0 <= r["final_average_accuracy"] <= 1.0 and r["energy_j"] > 0 and r["tasks"] == 2 for r in records)
@@ -125,7 +125,7 @@ def test_sweep_cli_runs_in_parallel_resumes_and_reports(tmp_path):
     (out / "runs.jsonl").write_text("\n".join(lines[:4]) + '\n{"key": "torn')
     again = sweep_cli("--config", str(cfg), "--out", str(out))
     assert again.returncode == 0, again.stderr
-    keys = [json.loads(l)["key"] for l in (out / "runs.jsonl").read_text().splitlines()]  # torn tail cut, not merged
+    keys = [json.loads(ln)["key"] for ln in (out / "runs.jsonl").read_text().splitlines()]  # torn tail cut, not merged
     assert sorted(keys) == sorted(r["key"] for r in records)  # only the lost point ran again
     other = tmp_path / "other.yaml"
     other.write_text(cfg.read_text().replace("epochs: 1", "epochs: 2"))

@@ -1,16 +1,15 @@
 import numpy as np
 import pytest
 import torch
+from miro_fakes import make_source
 
 from miro_edge.errors import ConfigError
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.sb import StreamBuffer
+from miro_edge.model.architectures import create_model
 from miro_edge.train.callbacks import BatchInfo, TaskContext, TrainCallback
 from miro_edge.train.metrics import AccuracyMatrix
-from miro_edge.model.architectures import create_model
 from miro_edge.train.trainer import IncrementalTrainer, TrainConfig, accuracy
-
-from miro_fakes import make_source
 
 
 def blobs(classes, n=40, seed=0):

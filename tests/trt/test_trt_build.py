@@ -7,16 +7,14 @@ import json
 
 import numpy as np
 import pytest
+from model_fixtures import real_samples
 
-from miro_edge.errors import ConfigError
-from miro_edge.trt.engine_cache import EngineCache, EngineKey, engine_key
-from miro_edge.errors import UnsupportedFeatureError
+from miro_edge.errors import ConfigError, UnsupportedFeatureError
 from miro_edge.export.pipeline import export_checkpoint
-from miro_edge.trt.api import api_for, parse_trtexec_banner, parse_version
 from miro_edge.model.onnx_file import onnx_input
+from miro_edge.trt.api import api_for, parse_trtexec_banner, parse_version
 from miro_edge.trt.builder import TrtBuildConfig, plan_build, trtexec_command
-
-from model_fixtures import ckpt_factory, real_samples  # noqa: F401 (fixture)
+from miro_edge.trt.engine_cache import EngineCache, EngineKey, engine_key
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -88,7 +86,7 @@ def test_trtexec_command_lines(tmp_path, ckpt_factory):
     cmd = trtexec_command("/usr/src/tensorrt/bin/trtexec", onnx_path, "/tmp/e.engine", cfg, name, sample,
                           api_for("8.2.1"))
     assert cmd[0] == "/usr/src/tensorrt/bin/trtexec"
-    assert "--onnx={}".format(onnx_path) in cmd and "--saveEngine=/tmp/e.engine" in cmd
+    assert f"--onnx={onnx_path}" in cmd and "--saveEngine=/tmp/e.engine" in cmd
     assert "--minShapes=input:1x6x100" in cmd and "--optShapes=input:1x6x100" in cmd
     assert "--maxShapes=input:16x6x100" in cmd
     assert "--workspace=128" in cmd and "--fp16" in cmd and not any(c.startswith("--memPoolSize") for c in cmd)
@@ -169,16 +167,17 @@ def test_engine_cache_rejects_mismatched_or_damaged_engines(tmp_path, ckpt_facto
 @pytest.mark.skipif(not HAS_TRT, reason="tensorrt is not installed (needs a Jetson or an NVIDIA GPU with TensorRT)")
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_build_engine_with_tensorrt(tmp_path, ckpt_factory, precision):
+    import tensorrt
+
     from miro_edge.errors import HardwareUnavailableError
-    from miro_edge.trt.builder import cached_engine
     from miro_edge.infer.base import EngineOptions
     from miro_edge.infer.trt_engine import TrtEngine
-    import tensorrt
+    from miro_edge.trt.builder import cached_engine
 
     res = export_checkpoint(ckpt_factory("cnn2d"), tmp_path, "xavier-nx", samples=real_samples("cnn2d"))
     api = api_for(tensorrt.__version__)
     if precision != "fp32" and not api.has_fp16_flag:
-        pytest.skip("TensorRT {} has no FP16/INT8 builder flags".format(tensorrt.__version__))
+        pytest.skip(f"TensorRT {tensorrt.__version__} has no FP16/INT8 builder flags")
     cfg = TrtBuildConfig(precision=precision, max_batch=8)
     try:
         path = cached_engine(res.onnx.path, tmp_path / "eng", cfg, calibration=real_samples("cnn2d", n=64))

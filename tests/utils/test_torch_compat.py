@@ -23,7 +23,7 @@ def test_probe_matches_what_this_torch_can_read():
 @pytest.mark.parametrize("torch_reads_floats", [True, False], ids=["weights_only", "allowlist_unpickler"])
 def test_both_paths_load_tensors_and_floats_and_refuse_code(tmp_path, monkeypatch, capsys, torch_reads_floats):
     if torch_reads_floats and not TORCH_2:
-        pytest.skip("torch {} cannot read floats with weights_only=True".format(torch.__version__))
+        pytest.skip(f"torch {torch.__version__} cannot read floats with weights_only=True")
     monkeypatch.setattr(torch_compat, "weights_only_reads_floats", lambda: torch_reads_floats)
     good = tmp_path / "good.pt"
     payload = {"metrics": {"val_accuracy": 0.875}, "state_dict": {"w": torch.arange(6.0).reshape(2, 3)},

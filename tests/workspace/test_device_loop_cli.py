@@ -4,16 +4,13 @@ labels) → ingest a new label from the CLI and another through the server's liv
 daemon runs one cycle → the server hot-swaps with no dropped frame and predicts the new labels →
 rollback → status --json shows all of it."""
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from workspace_fixtures import NAMES, digits, write_npz
 
 CONFIG = """
@@ -28,7 +25,7 @@ def cli(*args, check=True, timeout=240):
     proc = subprocess.run([sys.executable, "-m", "miro_edge"] + [str(a) for a in args], capture_output=True,
                           text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError("miro-edge {} exited {}:\n{}\n{}".format(args, proc.returncode, proc.stdout, proc.stderr))
+        raise AssertionError(f"miro-edge {args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
@@ -55,9 +52,9 @@ def test_init_ingest_update_serve_feedback_daemon_hotswap_rollback_status(tmp_pa
     out = cli("init", ws, "--config", tmp_path / "cfg.yaml").stdout
     assert "created workspace" in out and (ws / "workspace.yaml").is_file()
     out = cli("ingest", ws, "--from", tmp_path / "first.npz").stdout
-    assert "queued {} samples".format(n_first) in out and "2 new labels: zero, one" in out
+    assert f"queued {n_first} samples" in out and "2 new labels: zero, one" in out
     out = cli("update", ws).stdout
-    assert "published v000001" in out and "drained   {} samples".format(n_first) in out
+    assert "published v000001" in out and f"drained   {n_first} samples" in out
     assert json.loads((ws / "labels.json").read_text())["labels"] == ["zero", "one"]
 
     preds = tmp_path / "preds.jsonl"
@@ -72,7 +69,7 @@ def test_init_ingest_update_serve_feedback_daemon_hotswap_rollback_status(tmp_pa
         assert json.loads((ws / "live" / "load.json").read_text())["fps"] > 0  # the load the daemon reads
 
         out = cli("ingest", ws, "--from", tmp_path / "two.npz").stdout
-        assert "queued {} samples".format(n_two) in out
+        assert f"queued {n_two} samples" in out
         # the server's feedback brings label "three" (never ingested from the CLI)
         wait_for(lambda: "three" in json.dumps(json.loads(cli("status", ws, "--json").stdout)["samples_per_label"]),
                  60, "live feedback of label three")

@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 import pytest
+from model_fixtures import make_checkpoint, published_registry
+from workspace_fixtures import NAMES, digits
 
 from miro_edge.device.load import LoadFile, LoadGauge
 from miro_edge.errors import IncompatibleModelError, InputError
@@ -18,9 +20,6 @@ from miro_edge.registry.model_registry import ModelRegistry
 from miro_edge.workspace.config import WorkspaceConfig
 from miro_edge.workspace.lock import WorkspaceLockedError
 from miro_edge.workspace.workspace import Workspace
-
-from model_fixtures import ckpt_factory, make_checkpoint, published_registry  # noqa: F401 (fixture)
-from workspace_fixtures import NAMES, digits
 
 pytest.importorskip("onnxruntime")
 FAST = {"train": {"width": 8, "epochs": 3, "threads": 1}, "memory": {"em_size": 80},
@@ -321,7 +320,7 @@ def test_two_runs_on_one_out_dir_never_both_write(tmp_path):
     assert first.poll() is None, "the first run ended before the second one tried: the test proves nothing"
     first.communicate(timeout=600)
     assert first.returncode == 0
-    assert second.returncode == 1 and "in use by another writer (pid {} (run))".format(first.pid) in second.stderr
+    assert second.returncode == 1 and f"in use by another writer (pid {first.pid} (run))" in second.stderr
     status = json.loads(subprocess.run([sys.executable, "-m", "miro_edge", "status", str(tmp_path / "run"),
                                         "--json"], capture_output=True, text=True, check=True).stdout)
     from miro_edge.data.sources import load_source

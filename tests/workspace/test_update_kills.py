@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from workspace_fixtures import digits, write_npz
 
 CONFIG = """

@@ -22,7 +22,7 @@ def command(windows_path: str, out_path: str, base: Optional[str], name: str) ->
 
     if not out_path.endswith(".json"):
         raise InputError("--out must name a .json file (the energy model loads profiles by that suffix), "
-                         "got {}".format(out_path))
+                         f"got {out_path}")
     windows = read_windows(windows_path)
     cal = calibrate(windows, base=base, name=name)
     p = cal.profile
@@ -33,4 +33,4 @@ def command(windows_path: str, out_path: str, base: Optional[str], name: str) ->
     for key in ("idle_w", "j_per_sample_pass", "j_per_gflop", "j_per_byte"):
         click.echo("  {:<18} {:.6g}  ({})".format(key, getattr(p, key),
                                                   "fitted" if key in cal.fitted else "from base profile"))
-    click.echo("wrote {}  (estimates made with it are labelled estimated, source model:{})".format(out_path, p.name))
+    click.echo(f"wrote {out_path}  (estimates made with it are labelled estimated, source model:{p.name})")

@@ -35,12 +35,10 @@ def command(checkpoint: str, out_dir: str, target: str, opset: Optional[int], sa
     result = export_checkpoint(checkpoint, out_dir, target, opset=opset, samples=arr,
                                parity=ParityConfig(atol=atol, rtol=rtol), run_parity=not no_parity,
                                engine=engine, precision=precision, exporter=exporter)
-    click.echo("onnx: {} (opset {}, {} exporter, sha256 {})".format(
-        result.onnx.path, result.onnx.opset, result.onnx.exporter, result.onnx.sha256[:16]))
+    click.echo(f"onnx: {result.onnx.path} (opset {result.onnx.opset}, {result.onnx.exporter} exporter, sha256 {result.onnx.sha256[:16]})")
     if result.parity is not None:
         p = result.parity
-        click.echo("parity: passed on {} {} samples, max |diff| {:.3g}, argmax agreement {:.4f}".format(
-            p.n_samples, p.sample_source, p.max_abs_diff, p.argmax_agreement))
+        click.echo(f"parity: passed on {p.n_samples} {p.sample_source} samples, max |diff| {p.max_abs_diff:.3g}, argmax agreement {p.argmax_agreement:.4f}")
     else:
         click.echo("parity: skipped")
     click.echo("engine: {}".format(result.engine_path or "not built (no TensorRT/GPU here, or --engine never)"))

@@ -20,7 +20,7 @@ def command(directory: str, source: str) -> None:
 
     ws = Workspace.open(directory, writer=False)
     path = Path(source)
-    where = "{} sample".format(path.name)
+    where = f"{path.name} sample"
     seen = 0
     for x, labels in read_samples(path, ws.input_shape):  # pass 1: validate all (errors name the index)
         ws.validate(x, labels, where, first_index=seen)

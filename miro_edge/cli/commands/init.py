@@ -17,6 +17,5 @@ def command(directory: str, config_path: Optional[str]) -> None:
 
     config = load_yaml(config_path, WorkspaceConfig) if config_path else WorkspaceConfig()
     root = Workspace.init(directory, config)
-    click.echo("created workspace {} (edit {} to change the model, memory or idle policy)".format(
-        root, root / CONFIG_NAME))
-    click.echo("next: `miro-edge ingest {0} --from FILE`, then `miro-edge update {0}`".format(root))
+    click.echo(f"created workspace {root} (edit {root / CONFIG_NAME} to change the model, memory or idle policy)")
+    click.echo(f"next: `miro-edge ingest {root} --from FILE`, then `miro-edge update {root}`")

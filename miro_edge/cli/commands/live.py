@@ -33,9 +33,6 @@ def command(registry_dir: str, source: str, uri: Optional[str], fps: Optional[fl
         seconds = 10.0
     stats = run_live(registry_dir, source, uri, fps, seconds, frames, engine,
                      EngineOptions(intra_op_threads=threads, fp16=fp16))
-    click.echo("frames {} in {:.1f} s ({:.1f} fps), version {}".format(stats.frames, stats.duration_s, stats.fps,
-                                                                     stats.version))
-    click.echo("latency p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms".format(
-        stats.latency_p50_ms, stats.latency_p99_ms, stats.latency_max_ms))
-    click.echo("dropped {} (queue {}, late {}), swaps {} (failed {})".format(
-        stats.dropped, stats.dropped_queue, stats.late, stats.swaps, stats.swap_failures))
+    click.echo(f"frames {stats.frames} in {stats.duration_s:.1f} s ({stats.fps:.1f} fps), version {stats.version}")
+    click.echo(f"latency p50 {stats.latency_p50_ms:.2f} ms, p99 {stats.latency_p99_ms:.2f} ms, max {stats.latency_max_ms:.2f} ms")
+    click.echo(f"dropped {stats.dropped} (queue {stats.dropped_queue}, late {stats.late}), swaps {stats.swaps} (failed {stats.swap_failures})")

@@ -21,9 +21,8 @@ def command(source: str, interval_ms: Optional[int], root: str, cmd: Tuple[str, 
     run = measure_command(list(cmd), source=source, root=root,
                           interval_s=interval_ms / 1000.0 if interval_ms else None)
     r = run.result
-    click.echo("energy {:.3f} J  duration {:.3f} s  mean {:.3f} W  peak {:.3f} W  samples {}  "
-               "source {} ({})".format(r.energy_j, r.duration_s, r.mean_w, r.peak_w, r.sample_count,
-                                       r.source, r.label), err=True)
+    click.echo(f"energy {r.energy_j:.3f} J  duration {r.duration_s:.3f} s  mean {r.mean_w:.3f} W  peak {r.peak_w:.3f} W  samples {r.sample_count}  "
+               f"source {r.source} ({r.label})", err=True)
     if r.label != "measured":
         click.echo("note: no power sensor here; this is an estimate from the energy model "
                    "(idle power x time)", err=True)

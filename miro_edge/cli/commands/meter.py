@@ -33,5 +33,5 @@ def command(source: str, interval_ms: Optional[int], count: Optional[int], secon
         t0 = None
         for sample in watch(meter, count=count, seconds=seconds):
             t0 = sample.t_s if t0 is None else t0
-            rails = "  ".join("{} {:.3f}".format(name, w) for name, w in sorted(sample.rails_w.items()))
-            click.echo("{:8.3f} s  total {:.3f} W  {}".format(sample.t_s - t0, sample.total_w, rails))
+            rails = "  ".join(f"{name} {w:.3f}" for name, w in sorted(sample.rails_w.items()))
+            click.echo(f"{sample.t_s - t0:8.3f} s  total {sample.total_w:.3f} W  {rails}")

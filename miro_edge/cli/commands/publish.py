@@ -7,11 +7,11 @@ import click
 def _metric(text: str) -> Tuple[str, float]:
     name, sep, value = text.partition("=")
     if not sep:
-        raise click.BadParameter("expected NAME=VALUE, got {!r}".format(text))
+        raise click.BadParameter(f"expected NAME=VALUE, got {text!r}")
     try:
         return name.strip(), float(value)
     except ValueError:
-        raise click.BadParameter("metric {!r} has a non-numeric value".format(text)) from None
+        raise click.BadParameter(f"metric {text!r} has a non-numeric value") from None
 
 
 @click.command(help="Publish MODEL_ONNX (and --checkpoint) as a new registry version. It becomes current only "
@@ -34,8 +34,8 @@ def command(model_onnx: str, registry_dir: str, checkpoint: Optional[str], metri
             samples: Optional[str], canary_metric: str, max_drop: float, keep_last: int, force: bool) -> None:
     import numpy as np
 
-    from miro_edge.registry.canary import CanaryConfig
     from miro_edge.export.pipeline import publish_model
+    from miro_edge.registry.canary import CanaryConfig
     from miro_edge.registry.model_registry import ModelRegistry
 
     canary = CanaryConfig(metric=canary_metric, max_drop=max_drop)
@@ -43,7 +43,7 @@ def command(model_onnx: str, registry_dir: str, checkpoint: Optional[str], metri
     result = publish_model(registry, model_onnx, checkpoint, metrics=dict(_metric(m) for m in metrics),
                            samples=np.load(samples) if samples else None, force=force)
     state = "published" if result.accepted else "rejected"
-    click.echo("{} {} (parent {}): {}".format(state, result.manifest.name, result.manifest.parent, result.reason))
-    click.echo("current: {}".format(registry.current_version()))
+    click.echo(f"{state} {result.manifest.name} (parent {result.manifest.parent}): {result.reason}")
+    click.echo(f"current: {registry.current_version()}")
     if not result.accepted:
         raise SystemExit(2)  # a rejected candidate is not a success; it is kept under rejected/

@@ -19,5 +19,5 @@ def command(results_path: str, out_dir: str) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(report.summary, nl=False)
     for png in report.pngs:
-        click.echo("wrote {}".format(png))
-    click.echo("wrote {}".format(report.summary_path))
+        click.echo(f"wrote {png}")
+    click.echo(f"wrote {report.summary_path}")

@@ -13,4 +13,4 @@ def command(registry_dir: str, to_version: Optional[int]) -> None:
     from miro_edge.registry.model_registry import ModelRegistry
 
     manifest = ModelRegistry(registry_dir).rollback(to_version)
-    click.echo("current: {} (task {}, metrics {})".format(manifest.name, manifest.task_id, manifest.metrics))
+    click.echo(f"current: {manifest.name} (task {manifest.task_id}, metrics {manifest.metrics})")

@@ -26,12 +26,11 @@ def command(directory: str, source: str, uri: Optional[str], fps: Optional[float
             max_frames: Optional[int], duration_s: Optional[float], print_predictions: bool,
             predictions_out: Optional[str], feedback_every: int, loop_source: bool, poll_every: int) -> None:
     """Serve predictions in the user's labels, hot-swapping each newly published version."""
-    from miro_edge.infer.live import LiveConfig
+    from miro_edge.infer.live import LiveConfig, Prediction
     from miro_edge.workspace.serve import serve
 
-    def show(pred: object) -> None:
-        click.echo("frame {:>6}  {:<12} {:.3f}  v{}".format(pred.index, str(pred.label), pred.confidence,  # type: ignore
-                                                          pred.version))  # type: ignore[attr-defined]
+    def show(pred: Prediction) -> None:
+        click.echo(f"frame {pred.index:>6}  {str(pred.label):<12} {pred.confidence:.3f}  v{pred.version}")
 
     out = None
     if predictions_out == "-":
@@ -45,8 +44,6 @@ def command(directory: str, source: str, uri: Optional[str], fps: Optional[float
     finally:
         if out is not None and out is not sys.stdout:
             out.close()
-    click.echo("served {} frames at {:.1f} fps: p50 {:.2f} ms, p99 {:.2f} ms, dropped {}, swaps {} ({} failed), "
-               "feedback sent {}, version v{}".format(stats.frames, stats.fps, stats.latency_p50_ms,
-                                                      stats.latency_p99_ms, stats.dropped, stats.swaps,
-                                                      stats.swap_failures, stats.feedback_sent, stats.version),
+    click.echo(f"served {stats.frames} frames at {stats.fps:.1f} fps: p50 {stats.latency_p50_ms:.2f} ms, p99 {stats.latency_p99_ms:.2f} ms, dropped {stats.dropped}, swaps {stats.swaps} ({stats.swap_failures} failed), "
+               f"feedback sent {stats.feedback_sent}, version v{stats.version}",
                err=True)

@@ -10,13 +10,14 @@ import click
 def command(directory: str, as_json: bool) -> None:
     """Labels and samples per label, model versions, the last cycle's accuracy, energy, config,
     swap ratio and samples waiting. Needs no lock."""
-    from miro_edge.workspace.status import workspace_status
-    from miro_edge.workspace.workspace import CONFIG_NAME, NotAWorkspaceError
     from pathlib import Path
 
+    from miro_edge.workspace.status import workspace_status
+    from miro_edge.workspace.workspace import CONFIG_NAME, NotAWorkspaceError
+
     if not (Path(directory) / CONFIG_NAME).is_file():
-        raise NotAWorkspaceError("{} is not a miro_edge workspace (no {}); pass the directory given to "
-                                 "`miro-edge init` or `miro-edge run --out`".format(directory, CONFIG_NAME))
+        raise NotAWorkspaceError(f"{directory} is not a miro_edge workspace (no {CONFIG_NAME}); pass the directory given to "
+                                 "`miro-edge init` or `miro-edge run --out`")
     st = workspace_status(Path(directory))
     if as_json:
         click.echo(json.dumps(st, indent=2, sort_keys=True, default=str))

@@ -30,7 +30,7 @@ def command(config_path: str, out_dir: str, jobs: int, seeds: Optional[str], rep
             try:
                 cfg = dataclasses.replace(cfg, seeds=tuple(int(s) for s in seeds.split(",") if s.strip()))
             except ValueError:
-                raise ConfigError("--seeds must be comma-separated integers, got {!r}".format(seeds)) from None
+                raise ConfigError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
         failed = []
 
         with click.progressbar(length=1, label="sweep", show_pos=True, item_show_func=lambda k: k) as bar:
@@ -44,13 +44,12 @@ def command(config_path: str, out_dir: str, jobs: int, seeds: Optional[str], rep
 
             plan = run_sweep(cfg, out_dir, jobs=jobs, config_dir=Path(config_path).parent, on_result=on_result)
         unique = plan.unique()
-        click.echo("sweep {}: {} points ({} runs planned over {} seed(s)), results in {}/runs.jsonl".format(
-            plan.workload, len(unique), len(plan.points), len(cfg.seeds), out_dir))
+        click.echo(f"sweep {plan.workload}: {len(unique)} points ({len(plan.points)} runs planned over {len(cfg.seeds)} seed(s)), results in {out_dir}/runs.jsonl")
         for line in failed:
-            click.echo("failed {}".format(line), err=True)
+            click.echo(f"failed {line}", err=True)
     report = write_report(out_dir)
     obs = report.observations
-    click.echo("energy: {} ({})".format(obs.energy_label, obs.energy_source))
+    click.echo(f"energy: {obs.energy_label} ({obs.energy_source})")
     for key, verdict in obs.verdicts.items():
-        click.echo("{:<26} {}".format(key, verdict))
-    click.echo("wrote {}\nwrote {}".format(report.png, report.html))
+        click.echo(f"{key:<26} {verdict}")
+    click.echo(f"wrote {report.png}\nwrote {report.html}")

@@ -18,7 +18,7 @@ def command(directory: str, accept_store_loss: bool) -> None:
     if result is None:
         return
     click.echo("cycle {}: val accuracy {:.3f}; {}".format(
-        result.cycle, result.val_accuracy, "published v{:06d}".format(result.version) if result.published
-        else "candidate v{:06d} rejected: {}".format(result.version, result.publish_reason)))
+        result.cycle, result.val_accuracy, f"published v{result.version:06d}" if result.published
+        else f"candidate v{result.version:06d} rejected: {result.publish_reason}"))
     if not result.published:
         raise SystemExit(2)

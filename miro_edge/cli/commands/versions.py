@@ -23,7 +23,7 @@ def command(registry_dir: str, include_rejected: bool, as_json: bool, verify: bo
                               sort_keys=True, default=str))
         return
     if not manifests:
-        click.echo("no versions in {}".format(registry_dir))
+        click.echo(f"no versions in {registry_dir}")
         return
     corrupt = []
     for m in manifests:
@@ -33,9 +33,9 @@ def command(registry_dir: str, include_rejected: bool, as_json: bool, verify: bo
                 registry.verify(m.version)
                 check = " ok"
             except RegistryError as exc:
-                check = " CORRUPT ({})".format(exc)
+                check = f" CORRUPT ({exc})"
                 corrupt.append(m.name)
-        metrics = " ".join("{}={:.4f}".format(k, v) for k, v in sorted(m.metrics.items()))
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(m.metrics.items()))
         click.echo("{} {} {:<8} parent={} task={} {} {}{}".format(
             "*" if m.version == current else " ", m.name, m.status, m.parent, m.task_id, metrics,
             m.reason if m.status == "rejected" else "", check).rstrip())

@@ -45,7 +45,7 @@ def decode_many(raws: Sequence[RawRecord], shape: Optional[tuple], dtype: Option
         return out, corrupt + n - len(good)
     rows = np.ndarray((n,) + shape, dtype, buf) if nbytes else np.zeros((n,) + shape, dtype)  # over buf, writable
     crc32, head, new, splits = zlib.crc32, _CRC_HEAD.pack, tuple.__new__, SPLITS
-    out = []  # type: List[StoredSample]
+    out: List[StoredSample] = []
     corrupt = 0
     for raw, x in zip(raws, rows):
         rid, split, label, _, task_id, crc, meta_b, payload = raw

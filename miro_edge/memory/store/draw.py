@@ -59,7 +59,7 @@ def _more_ords(rng: np.random.Generator, count: int, need: int, taken: set) -> L
         out = [pool[i] for i in rng.permutation(len(pool))[:need].tolist()]
         taken.update(out)
         return out
-    out = []  # type: List[int]
+    out: List[int] = []
     while len(out) < need:
         for u in rng.random(need - len(out)).tolist():
             o = int(u * count)
@@ -76,7 +76,8 @@ def _isolating(fetch: Callable[[int, Sequence[Any]], List[RawRecord]], code: int
     try:
         return fetch(code, items), 0
     except CorruptRecordError:
-        rows, lost = [], 0  # type: List[RawRecord], int
+        rows: List[RawRecord] = []
+        lost: int = 0
         for item in items:
             try:
                 rows.extend(fetch(code, [item]))
@@ -91,13 +92,14 @@ def _top_up(txn: ReadTxn, code: int, wanted: Mapping[int, int], raws: List[RawRe
     missing ordinals by sequential rejection (so each label's result stays a uniform random subset
     of its class). Returns (rows, unreadable slots, rows expected)."""
     have = txn.counts_for(code, list(wanted))
-    kept, seen = [], {}  # type: List[RawRecord], Dict[int, set]
+    kept: List[RawRecord] = []
+    seen: Dict[int, set] = {}
     for raw in raws:
         taken = seen.setdefault(raw.label, set())
         if raw.ord not in taken:
             taken.add(raw.ord)
             kept.append(raw)
-    slots = []  # type: List[Tuple[int, int]]
+    slots: List[Tuple[int, int]] = []
     expected = 0
     for lab, count in have.items():
         want = min(wanted[lab], count)

@@ -20,7 +20,7 @@ def make_room(txn: WriteTxn, quota_samples: Optional[int], quota_bytes: Optional
     if quota_samples is None and quota_bytes is None:
         return 0, 0
     counts = {k: c for k, c in txn.counts().items() if c > 0}
-    incoming = {}  # type: Dict[Tuple[int, int], int]
+    incoming: Dict[Tuple[int, int], int] = {}
     for key in zip(codes, labels):
         incoming[key] = incoming.get(key, 0) + 1
     total = sum(counts.values())
@@ -72,7 +72,7 @@ def _water_fill(counts: Mapping[Tuple[int, int], int], incoming: Mapping[Tuple[i
     heap = [(-(c + incoming.get(key, 0)), key) for key, c in counts.items() if c > 0]
     heapq.heapify(heap)
     left = dict(counts)
-    plan = {}  # type: Dict[Tuple[int, int], int]
+    plan: Dict[Tuple[int, int], int] = {}
     while k > 0 and heap:
         size, key = heapq.heappop(heap)
         plan[key] = plan.get(key, 0) + 1
@@ -96,8 +96,8 @@ def remove_ords(txn: WriteTxn, key: Tuple[int, int], count: int, ords: Sequence[
     movers = [o for o in range(keep, count) if o not in dead_set]
     mover_ids = txn.ids_at(split, label, movers)
     if any(i is None for i in dead_ids) or any(i is None for i in mover_ids):
-        raise StoreError("the class index of the store at {} is damaged (class {} has holes); run "
-                         "SampleStore.verify() and restore from a backup".format(path, key))
+        raise StoreError(f"the class index of the store at {path} is damaged (class {key} has holes); run "
+                         "SampleStore.verify() and restore from a backup")
     removed = []
     for rid in dead_ids:
         rec = txn.delete_record(rid)  # type: ignore[arg-type]

@@ -42,7 +42,7 @@ def seal(txn: WriteTxn) -> None:
 def task_counts(info: Mapping[str, str]) -> Dict[Tuple[int, int], int]:
     """(task id, split code) -> records, as ``info`` records them."""
     raw = json.loads(info.get(TASK_COUNTS, "{}"))
-    out = {}  # type: Dict[Tuple[int, int], int]
+    out: Dict[Tuple[int, int], int] = {}
     for key, n in raw.items():
         task, split = key.split(":")
         out[(int(task), int(split))] = int(n)
@@ -51,14 +51,14 @@ def task_counts(info: Mapping[str, str]) -> Dict[Tuple[int, int], int]:
 
 def task_counts_info(counts: Mapping[Tuple[int, int], int]) -> Dict[str, str]:
     """The ``info`` entry for per-task counts (zero counts dropped)."""
-    return {TASK_COUNTS: json.dumps({"{}:{}".format(t, s): n for (t, s), n in sorted(counts.items()) if n},
+    return {TASK_COUNTS: json.dumps({f"{t}:{s}": n for (t, s), n in sorted(counts.items()) if n},
                                     sort_keys=True, separators=(",", ":"))}
 
 
 def metadata_problems(txn: ReadTxn, info: Mapping[str, str], nbytes: Optional[int]) -> List[str]:
     """The cheap checks run on every open: the seal, next id against the highest record id, and
     the layout against a stored payload's length. O(classes) plus two index probes."""
-    problems = []  # type: List[str]
+    problems: List[str] = []
     sealed = info.get(META_CRC)
     if sealed is not None and sealed != meta_crc(info, txn.counts()):
         problems.append("its metadata (layout, next id, byte and class counts) fails its checksum")
@@ -71,12 +71,11 @@ def metadata_problems(txn: ReadTxn, info: Mapping[str, str], nbytes: Optional[in
         problems.append("next_id {!r} is not a number".format(info.get("next_id")))
         next_id = None  # type: ignore[assignment]
     if top is not None and next_id is not None and next_id <= top:
-        problems.append("next_id says {} but record {} exists (new records would reuse ids)".format(next_id, top))
+        problems.append(f"next_id says {next_id} but record {top} exists (new records would reuse ids)")
     if nbytes is not None and top is not None:
         first = txn.scan(-1, 1)
         if first and len(first[0].payload) != nbytes:
-            problems.append("the layout says {}-byte samples but the records hold {} bytes".format(
-                nbytes, len(first[0].payload)))
+            problems.append(f"the layout says {nbytes}-byte samples but the records hold {len(first[0].payload)} bytes")
     return problems
 
 
@@ -84,12 +83,12 @@ def checked_layout(txn: ReadTxn, info: Mapping[str, str], backend: Any, path: Pa
     """What an open checks: format version, layout, seals and the cross-checks above, and the
     backend's own (``StoreBackend.problems``). Returns the layout (None before the first
     ingest); raises ``StoreMetadataError`` naming every problem found and the fix."""
-    problems = []  # type: List[str]
+    problems: List[str] = []
     try:
         layout = parse_layout(info)
     except (ValueError, TypeError, KeyError) as exc:
         layout = None
-        problems.append("its layout entries cannot be read ({!r})".format(exc))
+        problems.append(f"its layout entries cannot be read ({exc!r})")
     problems.extend(metadata_problems(txn, info, None if layout is None else layout_nbytes(*layout)))
     if not any("checksum" in p for p in problems):  # a damaged seal says more than the fields it covers
         check_format(info, path)
@@ -126,30 +125,30 @@ class StoreSummary(NamedTuple):
         """Differences from what a caller expected, one sentence each (empty: as expected).
 
         Only what is passed is compared; a task or class missing here counts as 0 records."""
-        out = []  # type: List[str]
+        out: List[str] = []
         if next_id is not None and next_id != self.next_id:
             out.append("next record id is {}, expected {} ({})".format(
                 self.next_id, next_id, "records were lost" if self.next_id < next_id else "more was ingested"))
         for task, want in sorted((per_task or {}).items()):
-            out.extend(_differences("task {}".format(task), want, self.per_task.get(task, {})))
+            out.extend(_differences(f"task {task}", want, self.per_task.get(task, {})))
         for split, want_labels in sorted((per_class or {}).items()):
             have_labels = self.per_class.get(split, {})
             for label in sorted(set(want_labels) | set(have_labels)):
-                out.extend(_differences("class {}".format(label), {split: want_labels.get(label, 0)},
+                out.extend(_differences(f"class {label}", {split: want_labels.get(label, 0)},
                                         {split: have_labels.get(label, 0)}))
         return out
 
 
 def _differences(what: str, want: Mapping[str, int], have: Mapping[str, int]) -> List[str]:
-    return ["{} has {} {} records, expected {}".format(what, have.get(split, 0), split, want.get(split, 0))
+    return [f"{what} has {have.get(split, 0)} {split} records, expected {want.get(split, 0)}"
             for split in sorted(set(want) | set(have)) if want.get(split, 0) != have.get(split, 0)]
 
 
 def summarize(info: Mapping[str, str], counts: Mapping[Tuple[int, int], int]) -> StoreSummary:
-    per_task = {}  # type: Dict[int, Dict[str, int]]
+    per_task: Dict[int, Dict[str, int]] = {}
     for (task, split), n in sorted(task_counts(info).items()):
         per_task.setdefault(task, {})[SPLITS[split]] = n
-    per_class = {}  # type: Dict[str, Dict[int, int]]
+    per_class: Dict[str, Dict[int, int]] = {}
     for (split, label), n in sorted(counts.items()):
         if n and 0 <= split < len(SPLITS):
             per_class.setdefault(SPLITS[split], {})[label] = n

@@ -20,15 +20,15 @@ LAYOUT_COPY = "layout_copy"
 def new_info(backend_name: str) -> Dict[str, str]:
     """The ``info`` entries of a store created now."""
     return {INFO_FORMAT_VERSION: str(FORMAT_VERSION), "backend": backend_name, "next_id": "0", "data_bytes": "0",
-            "created_unix": "{:.3f}".format(time.time()), "created_by": "miro_edge {}".format(miro_edge.__version__)}
+            "created_unix": f"{time.time():.3f}", "created_by": f"miro_edge {miro_edge.__version__}"}
 
 
 def check_format(info: Mapping[str, str], path: Path) -> None:
     """Raise unless ``info`` describes a store of the format this miro_edge reads."""
     version = info.get(INFO_FORMAT_VERSION)
     if version is None or not version.isdigit():
-        raise StoreError("{} holds a database that is not a miro_edge sample store (no format version); "
-                         "point the store at an empty directory".format(path))
+        raise StoreError(f"{path} holds a database that is not a miro_edge sample store (no format version); "
+                         "point the store at an empty directory")
     if int(version) != FORMAT_VERSION:
         raise StoreVersionError(
             "the store at {} has format version {}, this miro_edge ({}) reads version {}; {}".format(

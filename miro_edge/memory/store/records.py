@@ -30,12 +30,11 @@ def as_int(value: object, what: str, minimum: int = INT64_MIN) -> int:
     if type(value) is int and minimum <= value <= INT64_MAX:  # type: ignore[operator]  # the common case, fast
         return value  # type: ignore[return-value]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise InputError("{} must be an integer (python int or numpy integer), got {!r} of type {}; map class "
-                         "names or other values to integer ids before ingesting".format(
-                             what, value, type(value).__name__))
+        raise InputError(f"{what} must be an integer (python int or numpy integer), got {value!r} of type {type(value).__name__}; map class "
+                         "names or other values to integer ids before ingesting")
     out = int(value)
     if not minimum <= out <= INT64_MAX:
-        raise InputError("{} must be an integer in [{}, 2**63 - 1], got {}".format(what, minimum, out))
+        raise InputError(f"{what} must be an integer in [{minimum}, 2**63 - 1], got {out}")
     return out
 
 
@@ -66,10 +65,10 @@ def check_dtype(dtype: object) -> np.dtype:
     try:
         dt = np.dtype(dtype)  # type: ignore[call-overload]
     except TypeError as exc:
-        raise InputError("dtype {!r} is not a numpy dtype ({})".format(dtype, exc)) from None
+        raise InputError(f"dtype {dtype!r} is not a numpy dtype ({exc})") from None
     if dt.kind not in _NUMERIC_KINDS or dt.fields is not None or dt.subdtype is not None:
-        raise InputError("the store holds numeric arrays (bool, int, uint, float, complex); dtype {} is not "
-                         "one".format(dt))
+        raise InputError(f"the store holds numeric arrays (bool, int, uint, float, complex); dtype {dt} is not "
+                         "one")
     return dt
 
 
@@ -77,13 +76,12 @@ def meta_bytes(meta: object, index: int) -> Optional[bytes]:
     if meta is None:
         return None
     if not isinstance(meta, Mapping):
-        raise InputError("meta of sample {} must be a dict of JSON values or None, got {}".format(
-            index, type(meta).__name__))
+        raise InputError(f"meta of sample {index} must be a dict of JSON values or None, got {type(meta).__name__}")
     try:
         return json.dumps(dict(meta), sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
-        raise InputError("meta of sample {} is not JSON-serialisable ({}); use str/int/float/bool/list/dict "
-                         "values".format(index, exc)) from None
+        raise InputError(f"meta of sample {index} is not JSON-serialisable ({exc}); use str/int/float/bool/list/dict "
+                         "values") from None
 
 
 def checksum(record_id: int, label: int, task_id: int, split: int, meta: Optional[bytes], payload: bytes) -> int:
@@ -99,7 +97,7 @@ def sample_payloads(xs: object, shape: Optional[tuple], dtype: Optional[np.dtype
     """Validate samples against the layout (``None``: taken from the first); return their bytes,
     shape and dtype."""
     if isinstance(xs, np.ndarray) and xs.ndim >= 1 and len(xs) > 0:
-        arrays = [xs]  # type: List[np.ndarray]
+        arrays: List[np.ndarray] = [xs]
         batched = True
     else:
         arrays = [as_array(x) for x in xs]  # type: ignore[attr-defined]
@@ -114,14 +112,13 @@ def sample_payloads(xs: object, shape: Optional[tuple], dtype: Optional[np.dtype
     for i, arr in enumerate(arrays):
         got_shape = tuple(arr.shape[1:]) if batched else tuple(arr.shape)
         if got_shape != shape or arr.dtype != dtype:
-            where = "the samples" if batched else "sample {}".format(i)
-            raise InputError("{} have shape {} and dtype {}, but the store at {} holds shape {} and dtype {}; "
-                             "reshape/cast before ingesting (nothing was stored)".format(
-                                 where, got_shape, arr.dtype, path, shape, dtype))
+            where = "the samples" if batched else f"sample {i}"
+            raise InputError(f"{where} have shape {got_shape} and dtype {arr.dtype}, but the store at {path} holds shape {shape} and dtype {dtype}; "
+                             "reshape/cast before ingesting (nothing was stored)")
         if dtype.kind in "fc" and not allow_nonfinite and not np.isfinite(arr).all():
             bad = int(np.flatnonzero(~np.isfinite(arr).reshape(len(arr), -1).all(axis=1))[0]) if batched else i
-            raise InputError("sample {} contains NaN or inf; clean it, or open the store with "
-                             "allow_nonfinite=True to keep such samples (nothing was stored)".format(bad))
+            raise InputError(f"sample {bad} contains NaN or inf; clean it, or open the store with "
+                             "allow_nonfinite=True to keep such samples (nothing was stored)")
     if batched:
         buf = np.ascontiguousarray(arrays[0]).tobytes()
         size = len(buf) // len(arrays[0])
@@ -135,8 +132,7 @@ def record_fields(n: int, labels: Sequence[object], task_id: object, splits: Opt
     """Check the per-sample fields of an ingest of ``n`` samples: (labels, split codes, meta JSON, task id)."""
     labels = labels.tolist() if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" else list(labels)
     if len(labels) != n:
-        raise InputError("ingest_batch got {} samples but {} labels; pass one label per sample".format(
-            n, len(labels)))
+        raise InputError(f"ingest_batch got {n} samples but {len(labels)} labels; pass one label per sample")
     if splits is None:
         codes = [0] * n
     elif isinstance(splits, str):
@@ -144,10 +140,10 @@ def record_fields(n: int, labels: Sequence[object], task_id: object, splits: Opt
     else:
         codes = [split_code(s) for s in splits]
     if len(codes) != n:
-        raise InputError("ingest_batch got {} samples but {} splits".format(n, len(codes)))
+        raise InputError(f"ingest_batch got {n} samples but {len(codes)} splits")
     metas_b = [None] * n if metas is None else [meta_bytes(m, i) for i, m in enumerate(metas)]
     if len(metas_b) != n:
-        raise InputError("ingest_batch got {} samples but {} metas".format(n, len(metas_b)))
-    labs = [as_int(lab, "label of sample {}".format(i)) for i, lab in enumerate(labels)]
+        raise InputError(f"ingest_batch got {n} samples but {len(metas_b)} metas")
+    labs = [as_int(lab, f"label of sample {i}") for i, lab in enumerate(labels)]
     task = as_int(task_id, "task_id", 0)
     return labs, codes, metas_b, task

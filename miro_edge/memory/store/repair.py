@@ -46,7 +46,7 @@ class RepairReport(NamedTuple):
 
 
 def _by_split(counts: Dict[Tuple[int, int], int]) -> Dict[str, Dict[int, int]]:
-    out = {}  # type: Dict[str, Dict[int, int]]
+    out: Dict[str, Dict[int, int]] = {}
     for (split, label), n in sorted(counts.items()):
         if n and 0 <= split < len(SPLITS):
             out.setdefault(SPLITS[split], {})[label] = n
@@ -55,7 +55,9 @@ def _by_split(counts: Dict[Tuple[int, int], int]) -> Dict[str, Dict[int, int]]:
 
 def _scan_all(txn: ReadTxn, limit_id: int) -> Tuple[List[RawRecord], int]:
     """Every row the engine can still read, stepping over damaged pages one id at a time."""
-    rows, unreadable, last = [], 0, -1  # type: List[RawRecord], int, int
+    rows: List[RawRecord] = []
+    unreadable: int = 0
+    last: int = -1
     while True:
         try:
             chunk = txn.scan(last, _BATCH)
@@ -87,7 +89,7 @@ def repair_store(path: Any, backend_options: Optional[Dict[str, Any]] = None) ->
     path = Path(path)
     name = detect_backend(path, STORE_BACKENDS.names()) if path.is_dir() else None
     if name is None:
-        raise StoreError("no sample store at {} to repair".format(path))
+        raise StoreError(f"no sample store at {path} to repair")
     factory = STORE_BACKENDS.get(name)
     old = factory(path, False, dict(backend_options or {}), read_only=True)
     try:
@@ -101,10 +103,11 @@ def repair_store(path: Any, backend_options: Optional[Dict[str, Any]] = None) ->
                 claimed_next = 0
             raws, unreadable = _scan_all(txn, max(claimed_next, 0) + (1 << 20))
             if layout is None and raws:
-                raise StoreError("the layout (sample shape and dtype) of the store at {} is damaged beyond "
+                raise StoreError(f"the layout (sample shape and dtype) of the store at {path} is damaged beyond "
                                  "recovery; its records cannot be decoded. Restore the store from a backup"
-                                 .format(path))
-            kept, lost_ids = [], []  # type: List[RawRecord], List[int]
+                                 )
+            kept: List[RawRecord] = []
+            lost_ids: List[int] = []
             for raw in raws:
                 good, _ = decode_many([raw], layout[0], layout[1], layout_nbytes(*layout),  # type: ignore[index]
                                       lambda rid: None)
@@ -122,8 +125,8 @@ def repair_store(path: Any, backend_options: Optional[Dict[str, Any]] = None) ->
     tmp.mkdir(mode=0o700)
     new = factory(tmp, True, dict(backend_options or {}))
     next_id = max([claimed_next] + [r.record_id + 1 for r in kept])
-    counts = {}  # type: Dict[Tuple[int, int], int]
-    tasks = {}  # type: Dict[Tuple[int, int], int]
+    counts: Dict[Tuple[int, int], int] = {}
+    tasks: Dict[Tuple[int, int], int] = {}
     try:
         data_bytes = 0
         for start in range(0, len(kept), _BATCH):
@@ -150,7 +153,7 @@ def repair_store(path: Any, backend_options: Optional[Dict[str, Any]] = None) ->
             if layout is not None:
                 wtxn.put_info(layout_info(layout[0], np.dtype(layout[1])))
             wtxn.put_info(dict(task_counts_info(tasks), next_id=str(next_id), data_bytes=str(data_bytes),
-                               repaired_unix="{:.3f}".format(time.time())))
+                               repaired_unix=f"{time.time():.3f}"))
             seal(wtxn)
     finally:
         new.close()

@@ -35,8 +35,16 @@ from miro_edge.memory.store.errors import RecordNotFoundError
 from miro_edge.memory.store.eviction import make_room
 from miro_edge.memory.store.integrity import StoreSummary, checked_layout, seal, summarize
 from miro_edge.memory.store.layout import FORMAT_VERSION, layout_info, layout_nbytes, new_info, parse_layout
-from miro_edge.memory.store.records import (INT64_MAX, INT64_MIN, as_int, as_ints, check_dtype, record_fields,
-                                            sample_payloads, split_code)
+from miro_edge.memory.store.records import (
+    INT64_MAX,
+    INT64_MIN,
+    as_int,
+    as_ints,
+    check_dtype,
+    record_fields,
+    sample_payloads,
+    split_code,
+)
 from miro_edge.memory.store.verify import VerifyReport, verify_records
 from miro_edge.memory.store.writes import append_records, delete_records
 from miro_edge.memory.types import StoredSample
@@ -77,7 +85,7 @@ class SampleStore:
         self.read_only = bool(read_only)
         for name, quota in (("quota_bytes", quota_bytes), ("quota_samples", quota_samples)):
             if quota is not None and (as_int(quota, name) <= 0):
-                raise ConfigError("{} must be positive or None, got {}".format(name, quota))
+                raise ConfigError(f"{name} must be positive or None, got {quota}")
         self.quota_bytes = None if quota_bytes is None else int(quota_bytes)
         self.quota_samples = None if quota_samples is None else int(quota_samples)
         self.allow_nonfinite = bool(allow_nonfinite)
@@ -86,8 +94,8 @@ class SampleStore:
         self._lock = threading.RLock()
         self._rng = np.random.default_rng(seed)
         self._closed = True
-        self.sample_shape = None  # type: Optional[tuple]
-        self.dtype = None  # type: Optional[np.dtype]
+        self.sample_shape: Optional[tuple] = None
+        self.dtype: Optional[np.dtype] = None
         self._nbytes = 0
         self._layout_fixed = False
         self._corrupt_warned = 0
@@ -98,21 +106,21 @@ class SampleStore:
         want_shape = None if sample_shape is None else tuple(as_int(d, "sample_shape entry", 0) for d in sample_shape)
         want_dtype = None if dtype is None else check_dtype(dtype)
         if self.path.exists() and not self.path.is_dir():
-            raise StoreError("{} exists and is not a directory; a store is a directory, pick another path"
-                             .format(self.path))
+            raise StoreError(f"{self.path} exists and is not a directory; a store is a directory, pick another path"
+                             )
         found = detect_backend(self.path, STORE_BACKENDS.names()) if self.path.is_dir() else None
         if found is not None and backend is not None and backend != found:
-            raise ConfigError("the store at {} uses backend {!r}, not {!r}; open it with backend={!r} (or None)"
-                              .format(self.path, found, backend, found))
+            raise ConfigError(f"the store at {self.path} uses backend {found!r}, not {backend!r}; open it with backend={found!r} (or None)"
+                              )
         if found is None:
             if not create or read_only:
-                raise StoreError("no sample store at {}; pass create=True to make one".format(self.path))
+                raise StoreError(f"no sample store at {self.path}; pass create=True to make one")
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(str(self.path), 0o700)
         self.backend_name = found or backend or DEFAULT_BACKEND
         factory = STORE_BACKENDS.get(self.backend_name)
-        self._backend = factory(self.path, create and not read_only, dict(backend_options or {}),
-                                read_only=self.read_only)  # type: StoreBackend
+        self._backend: StoreBackend = factory(self.path, create and not read_only, dict(backend_options or {}),
+                                read_only=self.read_only)
         try:
             if self.read_only:
                 self._read_info()
@@ -143,9 +151,9 @@ class SampleStore:
             if self.sample_shape is not None and self.dtype is not None:
                 if want_shape is not None and want_shape != self.sample_shape or \
                         want_dtype is not None and want_dtype != self.dtype:
-                    raise InputError("the store at {} holds samples of shape {} and dtype {}, but shape {} and "
-                                     "dtype {} were requested; open it without sample_shape/dtype or use another "
-                                     "path".format(self.path, self.sample_shape, self.dtype, want_shape, want_dtype))
+                    raise InputError(f"the store at {self.path} holds samples of shape {self.sample_shape} and dtype {self.dtype}, but shape {want_shape} and "
+                                     f"dtype {want_dtype} were requested; open it without sample_shape/dtype or use another "
+                                     "path")
             elif want_shape is not None and want_dtype is not None:
                 txn.put_info(layout_info(want_shape, want_dtype))
                 self._set_layout(want_shape, want_dtype)
@@ -175,7 +183,7 @@ class SampleStore:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreError("the sample store at {} is closed; open a new SampleStore".format(self.path))
+            raise StoreError(f"the sample store at {self.path} is closed; open a new SampleStore")
         if not self._layout_fixed:
             self._adopt_layout()
 
@@ -214,11 +222,11 @@ class SampleStore:
             return []
         batch_bytes = n * len(payloads[0]) + sum(len(m) for m in metas_b if m is not None)
         if self.quota_samples is not None and n > self.quota_samples:
-            raise StoreFullError("a batch of {} samples exceeds quota_samples={}; raise the quota or ingest "
-                                 "smaller batches (nothing was stored)".format(n, self.quota_samples))
+            raise StoreFullError(f"a batch of {n} samples exceeds quota_samples={self.quota_samples}; raise the quota or ingest "
+                                 "smaller batches (nothing was stored)")
         if self.quota_bytes is not None and batch_bytes > self.quota_bytes:
-            raise StoreFullError("a batch of {} bytes exceeds quota_bytes={}; raise the quota or ingest smaller "
-                                 "batches (nothing was stored)".format(batch_bytes, self.quota_bytes))
+            raise StoreFullError(f"a batch of {batch_bytes} bytes exceeds quota_bytes={self.quota_bytes}; raise the quota or ingest smaller "
+                                 "batches (nothing was stored)")
         with self._lock:
             self._check_open()
             if self._layout_fixed and (shape, dtype) != (self.sample_shape, self.dtype):
@@ -229,9 +237,9 @@ class SampleStore:
                 theirs = parse_layout(info) if new_layout else None
                 if theirs is not None:  # another instance or process fixed it meanwhile
                     if theirs != (shape, dtype):
-                        raise InputError("the store at {} holds samples of shape {} and dtype {} (set by another "
-                                         "instance or process); got shape {} and dtype {}; nothing was stored"
-                                         .format(self.path, theirs[0], theirs[1], shape, dtype))
+                        raise InputError(f"the store at {self.path} holds samples of shape {theirs[0]} and dtype {theirs[1]} (set by another "
+                                         f"instance or process); got shape {shape} and dtype {dtype}; nothing was stored"
+                                         )
                 elif new_layout:
                     txn.put_info(layout_info(shape, dtype))
                 first, evicted, freed = append_records(
@@ -317,7 +325,7 @@ class SampleStore:
         """
         self._check_open()
         code = split_code(split)
-        wanted = {}  # type: Dict[int, int]
+        wanted: Dict[int, int] = {}
         for label, n in counts.items():
             if not (type(label) is int and type(n) is int and n >= 0 and INT64_MIN <= label <= INT64_MAX):
                 label, n = as_int(label, "label"), as_int(n, "count of a label", 0)
@@ -345,12 +353,12 @@ class SampleStore:
         with self._backend.read(snapshot=False) as txn:
             raw = txn.records([rid])[0]
             if raw is None:
-                raise RecordNotFoundError("record {} is not in the store at {} (never ingested, evicted or "
-                                          "deleted)".format(rid, self.path))
+                raise RecordNotFoundError(f"record {rid} is not in the store at {self.path} (never ingested, evicted or "
+                                          "deleted)")
             got, _ = self._decode_many([raw])  # inside: a backend may hand out views valid only in the txn
         if not got:
-            raise CorruptRecordError("record {} in {} failed its checksum; it is not served. Run "
-                                     "SampleStore.verify() and delete() the damaged records".format(rid, self.path))
+            raise CorruptRecordError(f"record {rid} in {self.path} failed its checksum; it is not served. Run "
+                                     "SampleStore.verify() and delete() the damaged records")
         self._count_reads(1, 0, 0)
         return got[0]
 

@@ -22,7 +22,8 @@ def record_tallies(txn: ReadTxn, chunk: int = 4096) -> Tuple[Dict[Tuple[int, int
                                                            int, int]:
     """Count what the records themselves say, by a scan: ((split, label) -> records,
     (task id, split) -> records, payload + metadata bytes, highest id or -1)."""
-    classes, tasks = {}, {}  # type: Dict[Tuple[int, int], int], Dict[Tuple[int, int], int]
+    classes: Dict[Tuple[int, int], int] = {}
+    tasks: Dict[Tuple[int, int], int] = {}
     nbytes, last = 0, -1
     while True:
         rows = txn.scan(last, chunk)
@@ -38,9 +39,9 @@ def record_tallies(txn: ReadTxn, chunk: int = 4096) -> Tuple[Dict[Tuple[int, int
 def verify_records(backend: StoreBackend, decode: Decode, chunk: int = 4096) -> VerifyReport:
     """Scan every record: checksums, per-class counts and dense ordinals (RAM: O(classes)), and
     the metadata (seal, next id, byte and per-task counts, the backend's own) against them."""
-    seen = {}  # type: Dict[Tuple[int, int], List[int]]  # count, sum of ords, max ord
-    tasks = {}  # type: Dict[Tuple[int, int], int]
-    corrupt = []  # type: List[int]
+    seen: Dict[Tuple[int, int], List[int]] = {}  # count, sum of ords, max ord
+    tasks: Dict[Tuple[int, int], int] = {}
+    corrupt: List[int] = []
     checked, last, nbytes = 0, -1, 0
     with backend.read() as txn:
         stored = txn.counts()
@@ -50,7 +51,8 @@ def verify_records(backend: StoreBackend, decode: Decode, chunk: int = 4096) -> 
             rows = txn.scan(last, chunk)
             if not rows:
                 break
-            good, bad = set(), 0  # type: set, int
+            good: set = set()
+            bad: int = 0
             for start in range(0, len(rows), 64):  # small pieces: the decode buffer stays small
                 decoded, failed = decode(rows[start:start + 64])
                 good.update(sample.record_id for sample in decoded)
@@ -71,20 +73,19 @@ def verify_records(backend: StoreBackend, decode: Decode, chunk: int = 4096) -> 
     for key in sorted(set(stored) | set(seen)):
         want = stored.get(key, 0)
         got, total, top = seen.get(key, [0, 0, -1])
-        name = "{}/{}".format(SPLITS[key[0]] if 0 <= key[0] < len(SPLITS) else key[0], key[1])
+        name = f"{SPLITS[key[0]] if 0 <= key[0] < len(SPLITS) else key[0]}/{key[1]}"
         if got != want and not corrupt:
-            problems.append("class {}: count says {} but {} records found".format(name, want, got))
+            problems.append(f"class {name}: count says {want} but {got} records found")
         elif not corrupt and (top != want - 1 or total != want * (want - 1) // 2):
-            problems.append("class {}: ordinals are not dense 0..{}".format(name, want - 1))
+            problems.append(f"class {name}: ordinals are not dense 0..{want - 1}")
     if not corrupt:
         if TASK_COUNTS in info and task_counts(info) != {k: n for k, n in tasks.items() if n}:
-            problems.append("per-task counts say {} but the records hold {}".format(
-                _tasks_text(task_counts(info)), _tasks_text(tasks)))
+            problems.append(f"per-task counts say {_tasks_text(task_counts(info))} but the records hold {_tasks_text(tasks)}")
         if int(info.get("data_bytes", "0")) != nbytes:
             problems.append("data_bytes says {} but the records hold {}".format(info.get("data_bytes"), nbytes))
     return VerifyReport(checked, corrupt, problems)
 
 
 def _tasks_text(tally: Dict[Tuple[int, int], int]) -> str:
-    return ", ".join("task {} {} {}".format(t, SPLITS[s] if 0 <= s < len(SPLITS) else s, n)
+    return ", ".join(f"task {t} {SPLITS[s] if 0 <= s < len(SPLITS) else s} {n}"
                      for (t, s), n in sorted(tally.items()) if n) or "nothing"

@@ -28,11 +28,11 @@ def append_records(txn: WriteTxn, info: Mapping[str, str], payloads: Sequence[by
     first = int(info["next_id"])
     top = txn.max_record_id()
     if top is not None and first <= top:  # a damaged next id would reuse ids (and fail on UNIQUE)
-        raise damaged_error(path, ["next_id says {} but record {} exists".format(first, top)])
+        raise damaged_error(path, [f"next_id says {first} but record {top} exists"])
     data_bytes = int(info["data_bytes"])
     tally = task_tally(txn, info)
     evicted, freed = make_room(tally)
-    counts = {}  # type: Dict[Tuple[int, int], int]
+    counts: Dict[Tuple[int, int], int] = {}
     rows = []
     for i in range(n):
         key = (codes[i], labs[i])
@@ -56,7 +56,7 @@ def append_records(txn: WriteTxn, info: Mapping[str, str], payloads: Sequence[by
 
 def delete_records(txn: WriteTxn, ids: Sequence[int], path: Path) -> int:
     """Delete records by id; returns how many existed."""
-    groups = {}  # type: Dict[Tuple[int, int], List[int]]
+    groups: Dict[Tuple[int, int], List[int]] = {}
     for raw in txn.records(ids):
         if raw is not None:
             groups.setdefault((raw.split, raw.label), []).append(raw.ord)

@@ -3,20 +3,24 @@ import os
 import stat
 import subprocess
 import sys
-
 from functools import partial
 
 import numpy as np
 import pytest
+from miro_fakes import readers_during
 
 from miro_edge.errors import ConfigError, InputError, StoreError, StoreFullError
 from miro_edge.memory import store as store_mod
+from miro_edge.memory.store import (
+    RecordNotFoundError,
+    SampleStore,
+    StoreConfig,
+    StoreVersionError,
+    distinct_ints,
+)
 from miro_edge.memory.store.backends import slots as slots_mod
-from miro_edge.memory.store import (RecordNotFoundError, SampleStore, StoreConfig, StoreVersionError,
-                                    distinct_ints)
 from miro_edge.memory.store.integrity import seal
 from miro_edge.memory.types import SampleSource
-from miro_fakes import readers_during
 
 BACKENDS = ["sqlite", "lmdb", "slots"]
 

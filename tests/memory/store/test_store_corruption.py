@@ -45,25 +45,25 @@ def _flip_text(value: str) -> str:
 
 
 def _metadata_faults(path: Path, backend: str) -> List[Tuple[str, Callable[[Path], None]]]:
-    faults = []  # type: List[Tuple[str, Callable[[Path], None]]]
+    faults: List[Tuple[str, Callable[[Path], None]]] = []
     for key, value in sorted(get_info(path, backend).items()):
-        faults.append(("info {} bit flip".format(key), lambda p, k=key, v=value: set_info(p, backend, k, _flip_text(v))))
-        faults.append(("info {} removed".format(key), lambda p, k=key: set_info(p, backend, k, None)))
+        faults.append((f"info {key} bit flip", lambda p, k=key, v=value: set_info(p, backend, k, _flip_text(v))))
+        faults.append((f"info {key} removed", lambda p, k=key: set_info(p, backend, k, None)))
         if value.lstrip("-").isdigit():
-            faults.append(("info {} - 1".format(key),
+            faults.append((f"info {key} - 1",
                            lambda p, k=key, v=value: set_info(p, backend, k, str(int(v) - 1))))
-    counts = {}  # type: Dict[Tuple[int, int], int]
-    for i, (_, label, split, _, _) in _truth().items():
+    counts: Dict[Tuple[int, int], int] = {}
+    for _i, (_, label, split, _, _) in _truth().items():
         counts[(int(split == "val"), label)] = counts.get((int(split == "val"), label), 0) + 1
     for (split, label), count in sorted(counts.items()):
         for delta in (-1, 1):
-            faults.append(("class {}/{} count {:+d}".format(split, label, delta),
+            faults.append((f"class {split}/{label} count {delta:+d}",
                            lambda p, s=split, lab=label, c=count + delta: set_class_count(p, backend, s, lab, c)))
     if backend == "slots":
         for col in ("layout", "gen", "slot_count", "payload_bytes", "stride"):
             for delta in (-1, 1):
-                faults.append(("slot_file {} {:+d}".format(col, delta),
-                               lambda p, c=col, d=delta: sql(p, backend, "UPDATE slot_file SET {0}={0}+?".format(c),
+                faults.append((f"slot_file {col} {delta:+d}",
+                               lambda p, c=col, d=delta: sql(p, backend, f"UPDATE slot_file SET {c}={c}+?",
                                                              (d,))))
         faults.append(("free list names an occupied slot",
                        lambda p: sql(p, backend, "INSERT INTO free_slots(slot, freed_gen) VALUES (3, 0)")))
@@ -71,15 +71,15 @@ def _metadata_faults(path: Path, backend: str) -> List[Tuple[str, Callable[[Path
         cols = {"split": 7, "label": 99, "ord": 50, "task_id": 5, "meta": "x'7b7d'"}
         cols.update({"slot": 40} if backend == "slots" else {"crc": "crc+1"})
         for col, value in cols.items():
-            faults.append(("record 3 {} changed".format(col),
-                           lambda p, c=col, v=value: sql(p, backend, "UPDATE records SET {}={} WHERE id=3".format(c, v))))
+            faults.append((f"record 3 {col} changed",
+                           lambda p, c=col, v=value: sql(p, backend, f"UPDATE records SET {c}={v} WHERE id=3")))
     return faults
 
 
 def _payload_faults(path: Path, backend: str) -> List[Tuple[str, Callable[[Path], None]]]:
     """One flipped byte at every offset of record 5's payload (and, for slots, of its slot header)."""
     nbytes = int(np.prod(SHAPE)) * 4
-    faults = []  # type: List[Tuple[str, Callable[[Path], None]]]
+    faults: List[Tuple[str, Callable[[Path], None]]] = []
     if backend == "slots":
         slot = query(path, backend, "SELECT slot FROM records WHERE id=5")[0][0]
         start = slot * slots_index._stride(nbytes)
@@ -92,13 +92,13 @@ def _payload_faults(path: Path, backend: str) -> List[Tuple[str, Callable[[Path]
                 f.write(bytes([byte[0] ^ 0x10]))
         for k in range(slots_index._HDR.size + nbytes):
             what = "payload" if k >= slots_index._HDR.size else "slot header"
-            faults.append(("{} byte {} flipped".format(what, k), lambda p, at=start + k: flip(p, at)))
+            faults.append((f"{what} byte {k} flipped", lambda p, at=start + k: flip(p, at)))
     elif backend == "sqlite":
         for k in range(nbytes):
-            faults.append(("payload byte {} flipped".format(k), lambda p, k=k: _flip_sqlite(p, k)))
+            faults.append((f"payload byte {k} flipped", lambda p, k=k: _flip_sqlite(p, k)))
     else:
         for k in range(nbytes):
-            faults.append(("payload byte {} flipped".format(k), lambda p, k=k: _flip_lmdb(p, k, nbytes)))
+            faults.append((f"payload byte {k} flipped", lambda p, k=k: _flip_lmdb(p, k, nbytes)))
     return faults
 
 
@@ -151,7 +151,7 @@ def _outcome(path: Path, original: Dict[int, tuple]) -> Tuple[bool, bool]:
 def campaign(root: Path, backend: str) -> Dict[str, List[str]]:
     clean = root / "clean"
     original = _build(clean, backend)
-    result = {"tried": [], "detected": [], "served": [], "missed": []}  # type: Dict[str, List[str]]
+    result: Dict[str, List[str]] = {"tried": [], "detected": [], "served": [], "missed": []}
     for kind, faults in (("metadata", _metadata_faults(clean, backend)), ("payload", _payload_faults(clean, backend))):
         for name, damage in faults:
             case = root / "case"
@@ -160,7 +160,7 @@ def campaign(root: Path, backend: str) -> Dict[str, List[str]]:
             shutil.copytree(str(clean), str(case))
             damage(case)
             detected, served = _outcome(case, original)
-            label = "{}: {}".format(kind, name)
+            label = f"{kind}: {name}"
             result["tried"].append(label)
             if detected:
                 result["detected"].append(label)

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from miro_edge.errors import CorruptRecordError, StoreFullError
-from miro_edge.memory.store.backends import lmdb as store_lmdb, sqlite as store_sqlite
-from miro_edge.memory.store.backends import slots_write
 from miro_edge.memory.store import SampleStore
+from miro_edge.memory.store.backends import lmdb as store_lmdb
+from miro_edge.memory.store.backends import slots_write
+from miro_edge.memory.store.backends import sqlite as store_sqlite
 
 BACKENDS = ["sqlite", "lmdb", "slots"]
 ROOT = Path(__file__).resolve().parents[3]
@@ -30,7 +31,7 @@ def _flip_on_disk(path: Path, needle: bytes, offset: int) -> None:
     """Flip one byte inside every on-disk copy of ``needle`` (LMDB keeps stale copies in free pages)."""
     data = bytearray(path.read_bytes())
     at = data.find(needle)
-    assert at >= 0, "payload not found in {}".format(path)
+    assert at >= 0, f"payload not found in {path}"
     while at >= 0:
         data[at + offset] ^= 0x5A
         at = data.find(needle, at + 1)
@@ -168,7 +169,7 @@ def test_kill_9_mid_ingest_loses_no_acknowledged_sample(tmp_path, backend):
         got = {r.record_id: r for r in s.read_many(acked)}
         assert sorted(got) == sorted(acked)
         assert s.stats.corrupt_skipped == 0
-        for rid, r in got.items():  # the payload is whole and matches its label pattern
+        for _rid, r in got.items():  # the payload is whole and matches its label pattern
             assert r.x.shape == (512,) and len(set(r.x.tolist())) == 1
         report = s.verify()
         assert report.ok, report

@@ -1,18 +1,17 @@
 """SampleStore.draw (the swap worker's batched draw + read) and the batched decode behind reads."""
 import sqlite3
 from collections import Counter
-
 from functools import partial
 
 import numpy as np
 import pytest
+from miro_fakes import readers_during
 
 from miro_edge.errors import InputError
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.store import SampleStore
 from miro_edge.memory.store.backends.base import ReadTxn
 from miro_edge.memory.swap import SwapConfig, SwapWorker
-from miro_fakes import readers_during
 
 BACKENDS = ["sqlite", "lmdb", "slots"]
 

@@ -2,7 +2,6 @@
 slot count is a clear error on open, never garbage samples, a UNIQUE-constraint message or an
 overwritten record; stores open read-only; damage becomes one ``Error:`` line; ``repair`` rebuilds
 a store from what survives; ``summary`` is what a resume compares with its state."""
-import os
 import shutil
 import subprocess
 import sys
@@ -10,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from store_edits import query, set_class_count, set_info, sql, unseal
 
 from miro_edge.errors import StoreError
 from miro_edge.memory.store import SampleStore, StoreMetadataError, repair_store
 from miro_edge.memory.store.backends import slots_index
-from store_edits import get_info, query, set_class_count, set_info, sql, unseal
 
 BACKENDS = ["sqlite", "lmdb", "slots"]
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,8 +33,8 @@ def _make(path, backend, n=30, **kw):
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "miro_edge"] + list(args), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, timeout=120, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "miro_edge"] + list(args), capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
 
 
 def _one_error_line(out):
@@ -131,7 +130,7 @@ def test_lowered_slot_count_or_damaged_free_list_never_overwrites_a_record(tmp_p
     slot_of_7 = query(path, "slots", "SELECT slot FROM records WHERE id=7")[0][0]
     sql(path, "slots", "INSERT INTO free_slots(slot, freed_gen) VALUES (?, 0)", (slot_of_7,))  # a lie
     with SampleStore(path) as s:
-        with pytest.raises(StoreError, match="slot {}, which record 7 occupies".format(slot_of_7)):
+        with pytest.raises(StoreError, match=f"slot {slot_of_7}, which record 7 occupies"):
             s.ingest(_x(30), 0, task_id=3)
         assert "free list are occupied" in " ".join(s.verify().problems)
         for r in s.read_many(range(30)):  # nothing was overwritten
@@ -146,7 +145,7 @@ def test_truncated_slot_file_is_reported_not_counted(tmp_path):
     with open(str(path / slots_index.SLOTS_NAME), "r+b") as f:
         f.truncate(15 * stride)  # half of slots.bin cut away
     line = _one_error_line(_cli("store", "summary", str(path)))
-    assert "slots.bin holds {} bytes".format(15 * stride) in line and "15 records lie past its end" in line
+    assert f"slots.bin holds {15 * stride} bytes" in line and "15 records lie past its end" in line
     out = _cli("store", "verify", str(path), "--repair")
     assert out.returncode == 0, out.stderr
     assert "kept 15 records, lost 15" in out.stdout and "lost train" in out.stdout
@@ -167,7 +166,7 @@ def _readonly_mount(tmp_path):
 def _unmount(mnt):
     if subprocess.run(["umount", str(mnt)], stderr=subprocess.DEVNULL).returncode != 0:
         subprocess.run(["umount", "-l", str(mnt)])
-        raise AssertionError("a file on {} was left open (the mount stayed busy)".format(mnt))
+        raise AssertionError(f"a file on {mnt} was left open (the mount stayed busy)")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

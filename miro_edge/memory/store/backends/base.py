@@ -77,7 +77,7 @@ class ReadTxn(abc.ABC):
     # statement instead of one per label).
     def counts_for(self, split: int, labels: Sequence[int]) -> Dict[int, int]:
         """label -> record count for ``labels`` of one split (labels without records are left out)."""
-        out = {}  # type: Dict[int, int]
+        out: Dict[int, int] = {}
         for label in labels:
             count = self.count(split, label)
             if count:
@@ -89,10 +89,10 @@ class ReadTxn(abc.ABC):
 
         Raises ``CorruptRecordError`` when the engine itself reports a damaged page.
         """
-        by_label = {}  # type: Dict[int, List[int]]
+        by_label: Dict[int, List[int]] = {}
         for label, ord_ in slots:
             by_label.setdefault(label, []).append(ord_)
-        ids = []  # type: List[int]
+        ids: List[int] = []
         for label, ords in by_label.items():
             ids.extend(i for i in self.ids_at(split, label, ords) if i is not None)
         return [r for r in self.records(ids) if r is not None]
@@ -120,7 +120,7 @@ class ReadTxn(abc.ABC):
 
     def class_sizes(self) -> Dict[Tuple[int, int], int]:
         """(split, label) -> records actually stored (counted, not read from ``counts``)."""
-        out = {}  # type: Dict[Tuple[int, int], int]
+        out: Dict[Tuple[int, int], int] = {}
         last = -1
         while True:
             rows = self.scan(last, 4096)
@@ -209,7 +209,7 @@ class StoreBackend(abc.ABC):
         self.close()
 
 
-STORE_BACKENDS = Registry("store backend")  # type: Registry[StoreBackend]
+STORE_BACKENDS: Registry[StoreBackend] = Registry("store backend")
 
 
 def detect_backend(path: Path, names: Iterable[str]) -> Optional[str]:

@@ -33,17 +33,16 @@ def map_error(exc: sqlite3.Error, path: Path, what: str) -> StoreError:
     """Turn an engine error into the store's exception family, naming the fix."""
     if _is_full(exc):
         return StoreFullError(
-            "{} failed: the disk holding {} is full ({}); nothing from this call was stored. Free "
-            "space or set a quota (quota_bytes / quota_samples) and retry".format(what, path, exc))
+            f"{what} failed: the disk holding {path} is full ({exc}); nothing from this call was stored. Free "
+            "space or set a quota (quota_bytes / quota_samples) and retry")
     if _is_corrupt(exc) or "decode" in str(exc):
         return CorruptRecordError(
-            "{} failed: SQLite reports damage in {} ({}); run `miro-edge store verify {} --repair` to rebuild "
-            "the store from the records that survive, or restore it from a backup".format(
-                what, path, exc, path.parent if path.suffix else path))
+            f"{what} failed: SQLite reports damage in {path} ({exc}); run `miro-edge store verify {path.parent if path.suffix else path} --repair` to rebuild "
+            "the store from the records that survive, or restore it from a backup")
     if _is_readonly(exc):
-        return StoreError("{} failed: {} is on read-only media or not writable ({}); open the store read-only "
-                          "(readers) or move it to writable storage".format(what, path, exc))
-    return StoreError("{} failed on {}: {}".format(what, path, exc))
+        return StoreError(f"{what} failed: {path} is on read-only media or not writable ({exc}); open the store read-only "
+                          "(readers) or move it to writable storage")
+    return StoreError(f"{what} failed on {path}: {exc}")
 
 
 def _is_readonly(exc: BaseException) -> bool:
@@ -56,9 +55,9 @@ def map_read_error(exc: BaseException, path: Path) -> Optional[StoreError]:
     if isinstance(exc, sqlite3.Error):
         return map_error(exc, path, "reading")
     if isinstance(exc, UnicodeDecodeError):
-        return CorruptRecordError("reading failed: {} holds text that is not UTF-8 ({}); the file is damaged. Run "
-                                  "`miro-edge store verify {} --repair` to rebuild the store from the records that "
-                                  "survive, or restore it from a backup".format(path, exc, path.parent))
+        return CorruptRecordError(f"reading failed: {path} holds text that is not UTF-8 ({exc}); the file is damaged. Run "
+                                  f"`miro-edge store verify {path.parent} --repair` to rebuild the store from the records that "
+                                  "survive, or restore it from a backup")
     return None
 
 
@@ -66,10 +65,9 @@ def map_os_error(exc: OSError, path: Path, what: str) -> StoreError:
     """The same for a failed file operation: a full disk is ``StoreFullError``."""
     code = getattr(exc, "errno", None)
     if code == errno.ENOSPC:
-        return StoreFullError("{} failed: no space left on the disk holding {} ({}); nothing from this call was "
-                              "stored. Free space or set a quota and retry".format(what, path, exc))
+        return StoreFullError(f"{what} failed: no space left on the disk holding {path} ({exc}); nothing from this call was "
+                              "stored. Free space or set a quota and retry")
     if code in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return StoreError("{} failed: {} is not writable ({}); nothing from this call was stored. Make it "
-                          "writable, move the store to writable storage, or open it read-only to read it".format(
-                              what, path, exc.strerror or exc))
-    return StoreError("{} failed on {}: {}".format(what, path, exc))
+        return StoreError(f"{what} failed: {path} is not writable ({exc.strerror or exc}); nothing from this call was stored. Make it "
+                          "writable, move the store to writable storage, or open it read-only to read it")
+    return StoreError(f"{what} failed on {path}: {exc}")

@@ -38,13 +38,13 @@ def _map_error(exc: BaseException, path: Path, what: str) -> StoreError:
     if isinstance(exc, lmdb.MapFullError) or getattr(exc, "errno", None) == errno.ENOSPC \
             or "No space left" in text or "MDB_MAP_FULL" in text:
         return StoreFullError(
-            "{} failed: the store at {} is full ({}); nothing from this call was stored. Free disk "
+            f"{what} failed: the store at {path} is full ({exc}); nothing from this call was stored. Free disk "
             "space, raise backend option map_size_bytes, or set a quota (quota_bytes / quota_samples)"
-            .format(what, path, exc))
+            )
     if isinstance(exc, (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError)):
         return CorruptRecordError(
-            "{} failed: LMDB reports damage in {} ({}); restore the store from a backup".format(what, path, exc))
-    return StoreError("{} failed on {}: {}".format(what, path, exc))
+            f"{what} failed: LMDB reports damage in {path} ({exc}); restore the store from a backup")
+    return StoreError(f"{what} failed on {path}: {exc}")
 
 
 def _decode(record_id: int, value: bytes) -> RawRecord:
@@ -86,7 +86,7 @@ class _Txn(WriteTxn):
 
     def ids_at(self, split: int, label: int, ords: Sequence[int]) -> List[Optional[int]]:
         db, get = self.dbs["ords"], self.txn.get
-        out = []  # type: List[Optional[int]]
+        out: List[Optional[int]] = []
         for o in ords:
             v = get(_ORD.pack(split, label, int(o)), db=db)
             out.append(_REC.unpack(v)[0] if v is not None else None)
@@ -94,7 +94,7 @@ class _Txn(WriteTxn):
 
     def records(self, record_ids: Sequence[int]) -> List[Optional[RawRecord]]:
         db, get = self.dbs["records"], self.txn.get
-        out = []  # type: List[Optional[RawRecord]]
+        out: List[Optional[RawRecord]] = []
         try:
             for rid in record_ids:
                 v = get(_REC.pack(int(rid)), db=db)
@@ -106,7 +106,7 @@ class _Txn(WriteTxn):
     def records_at(self, split: int, slots: Sequence[Tuple[int, int]]) -> List[RawRecord]:
         odb, rdb, get = self.dbs["ords"], self.dbs["records"], self.txn.get
         pack, unpack = _ORD.pack, _REC.unpack
-        out = []  # type: List[RawRecord]
+        out: List[RawRecord] = []
         try:
             for label, ord_ in slots:
                 key = get(pack(split, label, ord_), db=odb)  # the record's key (its packed id)
@@ -119,7 +119,7 @@ class _Txn(WriteTxn):
         return out
 
     def scan(self, after_id: int, limit: int) -> List[RawRecord]:
-        out = []  # type: List[RawRecord]
+        out: List[RawRecord] = []
         try:
             with self.txn.cursor(self.dbs["records"]) as cur:
                 if not cur.set_range(_REC.pack(max(0, int(after_id) + 1))):
@@ -144,7 +144,7 @@ class _Txn(WriteTxn):
         for rec in rows:
             key = _REC.pack(rec.record_id)
             if not put(key, _encode(rec), db=rdb, overwrite=False):
-                raise StoreError("record id {} already exists in {}".format(rec.record_id, self.path))
+                raise StoreError(f"record id {rec.record_id} already exists in {self.path}")
             put(_ORD.pack(rec.split, rec.label, rec.ord), key, db=odb)
 
     def delete_record(self, record_id: int) -> Optional[RawRecord]:
@@ -161,25 +161,25 @@ class _Txn(WriteTxn):
         key = _REC.pack(int(record_id))
         v = self.txn.get(key, db=self.dbs["records"])
         if v is None:
-            raise StoreError("record {} vanished during a move in {}".format(record_id, self.path))
+            raise StoreError(f"record {record_id} vanished during a move in {self.path}")
         self.txn.put(key, _encode(_decode(int(record_id), v)._replace(ord=int(new_ord))), db=self.dbs["records"])
         self.txn.delete(_ORD.pack(split, label, int(old_ord)), db=self.dbs["ords"])
         self.txn.put(_ORD.pack(split, label, int(new_ord)), key, db=self.dbs["ords"])
 
 
-class _Read(object):
+class _Read:
     """A read transaction as a context manager (``_Write`` adds commit and error mapping)."""
 
     __slots__ = ("backend", "txn")
 
     def __init__(self, backend: "LmdbBackend") -> None:
         self.backend = backend
-        self.txn = None  # type: Any
+        self.txn: Any = None
 
     def __enter__(self) -> _Txn:
         b = self.backend
         if b.env is None:
-            raise StoreError("the store at {} is closed".format(b.path))
+            raise StoreError(f"the store at {b.path} is closed")
         self.txn = self._begin(b)
         return _Txn(self.txn, b.dbs, b.path)
 
@@ -193,9 +193,8 @@ class _Read(object):
         if isinstance(exc, _lmdb().Error):
             raise _map_error(exc, self.backend.path, "reading") from exc
         if isinstance(exc, UnicodeDecodeError):
-            raise CorruptRecordError("reading failed: the info table of {} holds text that is not UTF-8 ({}); run "
-                                     "`miro-edge store verify {} --repair` or restore the store from a backup".format(
-                                         self.backend.path, exc, self.backend.path)) from exc
+            raise CorruptRecordError(f"reading failed: the info table of {self.backend.path} holds text that is not UTF-8 ({exc}); run "
+                                     f"`miro-edge store verify {self.backend.path} --repair` or restore the store from a backup") from exc
 
 
 class _Write(_Read):
@@ -240,14 +239,14 @@ class LmdbBackend(StoreBackend):
         unknown = sorted(set(options) - set(_OPTIONS))
         if unknown:
             raise ConfigError("unknown lmdb store option(s) {}; known: {}".format(
-                ", ".join(unknown), "; ".join("{} ({})".format(k, v) for k, v in sorted(_OPTIONS.items()))))
+                ", ".join(unknown), "; ".join(f"{k} ({v})" for k, v in sorted(_OPTIONS.items()))))
         lmdb = _lmdb()
         self.path = path
-        self.env = None  # type: Any
+        self.env: Any = None
         self._dir_synced = False
         self.read_only = read_only
         if not (path / DATA_NAME).exists() and (read_only or not create):
-            raise StoreError("no LMDB store at {}; pass create=True to make one".format(path))
+            raise StoreError(f"no LMDB store at {path}; pass create=True to make one")
         try:
             self.env = self._open_env(lmdb, path, create, options, lock=True)
             names = ("info", "classes", "records", "ords")
@@ -276,7 +275,7 @@ class LmdbBackend(StoreBackend):
 
     def write(self) -> _Write:  # type: ignore[override]
         if self.read_only:
-            raise StoreError("the store at {} is open read-only; open it without read_only to write".format(self.path))
+            raise StoreError(f"the store at {self.path} is open read-only; open it without read_only to write")
         return _Write(self)
 
     def files(self) -> List[Path]:

@@ -42,8 +42,18 @@ from miro_edge.errors import CorruptRecordError, StoreError
 from miro_edge.memory.store.backends import sqlite as sqlite_backend
 from miro_edge.memory.store.backends.base import STORE_BACKENDS
 from miro_edge.memory.store.backends.slots_check import SLOT_FILE_CRC, slot_file_crc, slot_file_problems
-from miro_edge.memory.store.backends.slots_index import (_HDR, _RUN, INDEX_NAME, SLOT_LAYOUT, SLOTS_NAME, _Index,
-                                                         _gen, _load_index, _Shared, _shared_for)
+from miro_edge.memory.store.backends.slots_index import (
+    _HDR,
+    _RUN,
+    INDEX_NAME,
+    SLOT_LAYOUT,
+    SLOTS_NAME,
+    _gen,
+    _Index,
+    _load_index,
+    _Shared,
+    _shared_for,
+)
 from miro_edge.memory.store.backends.slots_read import _SlotRead, _SlotReadTxn
 from miro_edge.memory.store.backends.slots_write import _SlotTxn
 from miro_edge.memory.store.backends.sqlite import SqliteBackend, map_error, map_os_error
@@ -67,7 +77,7 @@ _SCHEMA = sqlite_backend.COMMON_SCHEMA + (
     "CREATE TABLE IF NOT EXISTS slot_file(id INTEGER PRIMARY KEY CHECK (id = 0), layout INTEGER NOT NULL, "
     "gen INTEGER NOT NULL, slot_count INTEGER NOT NULL, payload_bytes INTEGER, stride INTEGER)",
     "INSERT OR IGNORE INTO slot_file(id, layout, gen, slot_count, payload_bytes, stride) "
-    "VALUES (0, {}, 0, 0, NULL, NULL)".format(SLOT_LAYOUT),
+    f"VALUES (0, {SLOT_LAYOUT}, 0, 0, NULL, NULL)",
 )
 
 
@@ -82,10 +92,10 @@ class SlotsBackend(SqliteBackend):
 
     def __init__(self, path: Path, create: bool, options: Mapping[str, Any], read_only: bool = False) -> None:
         self._fd = -1
-        self._index = None  # type: Optional[_Index]
+        self._index: Optional[_Index] = None
         self._pub_lock = threading.Lock()  # held from our COMMIT to the new index's publication, and by reloads
         self.index_loads = 0  # how often the RAM index was (re)built; tests read it
-        self._slot_layout = None  # type: Optional[Tuple[int, int]]  # (payload bytes, stride), once known
+        self._slot_layout: Optional[Tuple[int, int]] = None  # (payload bytes, stride), once known
         self._recheck_s = float(options.get("recheck_s", 0.001))
         cap = options.get("max_slot_bytes")
         self._max_slot_bytes = None if cap is None else int(cap)
@@ -94,13 +104,13 @@ class SlotsBackend(SqliteBackend):
         try:
             layout, slot_count = self._wconn.execute("SELECT layout, slot_count FROM slot_file").fetchone()
             if layout != SLOT_LAYOUT:
-                raise StoreError("the slot file of {} has layout {}, this miro_edge reads layout {}; upgrade "
-                                 "miro_edge".format(path, layout, SLOT_LAYOUT))
+                raise StoreError(f"the slot file of {path} has layout {layout}, this miro_edge reads layout {SLOT_LAYOUT}; upgrade "
+                                 "miro_edge")
             if not self.slots_path.exists():
                 if slot_count:
-                    raise StoreError("{} is missing but its index references {} slots; run `miro-edge store verify "
-                                     "{} --repair` to keep what the index alone holds, or restore the store from a "
-                                     "backup".format(self.slots_path, slot_count, path))
+                    raise StoreError(f"{self.slots_path} is missing but its index references {slot_count} slots; run `miro-edge store verify "
+                                     f"{path} --repair` to keep what the index alone holds, or restore the store from a "
+                                     "backup")
             if not self.slots_path.exists() and read_only:
                 self._shared = _Shared()  # an empty store on read-only media: nothing to read
             else:
@@ -219,8 +229,8 @@ class SlotsBackend(SqliteBackend):
             raise self._read_error(exc) from exc
 
     def _read_error(self, exc: OSError) -> CorruptRecordError:
-        return CorruptRecordError("reading {} failed ({}); run SampleStore.verify() to list the damaged "
-                                  "records".format(self.slots_path, exc))
+        return CorruptRecordError(f"reading {self.slots_path} failed ({exc}); run SampleStore.verify() to list the damaged "
+                                  "records")
 
     def _pwrite(self, slots: Sequence[int], blobs: Sequence[bytes], stride: int, shared_below: int) -> None:
         """Write slot blobs, one pwrite per run of consecutive slots. Slots below ``shared_below``

@@ -18,7 +18,7 @@ SLOT_FILE_CRC = BACKEND_INFO_PREFIX + "slot_file_crc"
 
 
 def slot_file_crc(layout: int, gen: int, slot_count: int, payload_bytes: Optional[int], stride: Optional[int]) -> str:
-    text = "{}|{}|{}|{}|{}".format(layout, gen, slot_count, payload_bytes, stride)
+    text = f"{layout}|{gen}|{slot_count}|{payload_bytes}|{stride}"
     return str(zlib.crc32(text.encode("ascii")))
 
 
@@ -37,7 +37,7 @@ def slot_file_problems(conn: sqlite3.Connection, slots_path: Path, fd: int, deep
 
 
 def _problems(conn: sqlite3.Connection, slots_path: Path, fd: int, deep: bool) -> List[str]:
-    problems = []  # type: List[str]
+    problems: List[str] = []
     layout, gen, slot_count, payload_bytes, stride = conn.execute(
         "SELECT layout, gen, slot_count, payload_bytes, stride FROM slot_file").fetchone()
     row = conn.execute("SELECT value FROM info WHERE key=?", (SLOT_FILE_CRC,)).fetchone()
@@ -45,31 +45,30 @@ def _problems(conn: sqlite3.Connection, slots_path: Path, fd: int, deep: bool) -
     if row is None and sealed and slot_count:  # written by a miro_edge that keeps the checksum: it went missing
         problems.append("the slot-file metadata has lost its checksum")
     if row is not None and str(row[0]) != slot_file_crc(layout, gen, slot_count, payload_bytes, stride):
-        problems.append("the slot-file metadata (layout {}, generation {}, slot count {}, payload bytes {}, stride {}) "
-                        "fails its checksum".format(layout, gen, slot_count, payload_bytes, stride))
+        problems.append(f"the slot-file metadata (layout {layout}, generation {gen}, slot count {slot_count}, payload bytes {payload_bytes}, stride {stride}) "
+                        "fails its checksum")
     if layout != SLOT_LAYOUT:
-        problems.append("the slot file has layout {}, this miro_edge reads layout {}".format(layout, SLOT_LAYOUT))
+        problems.append(f"the slot file has layout {layout}, this miro_edge reads layout {SLOT_LAYOUT}")
     if (payload_bytes is None) != (stride is None) or \
             payload_bytes is not None and (payload_bytes < 0 or stride != _stride(payload_bytes)):
-        problems.append("the slot stride {} does not fit {}-byte payloads".format(stride, payload_bytes))
+        problems.append(f"the slot stride {stride} does not fit {payload_bytes}-byte payloads")
         return problems
     top = conn.execute("SELECT MAX(slot) FROM records").fetchone()[0]
     if top is not None and top >= slot_count:
-        problems.append("slot count says {} but a record occupies slot {}".format(slot_count, top))
+        problems.append(f"slot count says {slot_count} but a record occupies slot {top}")
     if stride:
         size = os.fstat(fd).st_size if fd >= 0 else 0
         needed = max(slot_count, 0 if top is None else top + 1) * stride
         if size < needed:
             lost = conn.execute("SELECT COUNT(*) FROM records WHERE (slot + 1) * ? > ?", (stride, size)).fetchone()[0]
-            problems.append("{} holds {} bytes but its index needs {} ({} slots of {} bytes): the file was cut "
-                            "short, {} records lie past its end".format(slots_path, size, needed, needed // stride,
-                                                                         stride, lost))
+            problems.append(f"{slots_path} holds {size} bytes but its index needs {needed} ({needed // stride} slots of {stride} bytes): the file was cut "
+                            f"short, {lost} records lie past its end")
     if deep:
         used = conn.execute("SELECT COUNT(*) FROM free_slots f JOIN records r ON r.slot = f.slot").fetchone()[0]
         if used:
-            problems.append("{} slots on the free list are occupied by records".format(used))
+            problems.append(f"{used} slots on the free list are occupied by records")
         beyond = conn.execute("SELECT COUNT(*) FROM free_slots WHERE slot >= ? OR slot < 0",
                               (slot_count,)).fetchone()[0]
         if beyond:
-            problems.append("{} free-list slots lie outside the slot count {}".format(beyond, slot_count))
+            problems.append(f"{beyond} free-list slots lie outside the slot count {slot_count}")
     return problems

@@ -54,7 +54,7 @@ def _damaged(row: Row) -> RawRecord:
     return RawRecord(row[0], row[1], row[2], row[3], row[4], 0, row[5], b"")
 
 
-class _Shared(object):
+class _Shared:
     """What every ``SlotsBackend`` of this process shares for one ``slots.bin``: the slot lock
     (readers vs a writer overwriting a reused slot), a count of this process's commits, and the
     generations open snapshots may still read (their slots are not reused meanwhile)."""
@@ -64,7 +64,7 @@ class _Shared(object):
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.commits = 0
-        self.snaps = {}  # type: Dict[int, int]  # generation -> open snapshots reading at or after it
+        self.snaps: Dict[int, int] = {}  # generation -> open snapshots reading at or after it
         self.snap_lock = threading.Lock()
 
     def hold(self, gen: int) -> None:
@@ -88,7 +88,7 @@ class _Shared(object):
             self.commits += 1
 
 
-_SHARED = weakref.WeakValueDictionary()  # type: weakref.WeakValueDictionary
+_SHARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _SHARED_GUARD = threading.Lock()
 
 
@@ -102,7 +102,7 @@ def _shared_for(fd: int) -> _Shared:
         return got
 
 
-class _Index(object):
+class _Index:
     """An immutable RAM index: commit generation and (split, label) -> read-only entry array."""
 
     __slots__ = ("gen", "classes")
@@ -122,7 +122,7 @@ def _load_index(conn: sqlite3.Connection, in_txn: bool) -> _Index:
         conn.execute("BEGIN")
     try:
         gen = _gen(conn)
-        classes = {}  # type: Dict[Tuple[int, int], np.ndarray]
+        classes: Dict[Tuple[int, int], np.ndarray] = {}
         for split, label, count in conn.execute("SELECT split, label, count FROM classes WHERE count > 0").fetchall():
             cur = conn.execute("SELECT ord, slot * 4294967296 + (id & 4294967295) FROM records "
                                "WHERE split=? AND label=? ORDER BY ord", (split, label))
@@ -142,7 +142,7 @@ def _load_index(conn: sqlite3.Connection, in_txn: bool) -> _Index:
     return _Index(gen, classes)
 
 
-class _Work(object):
+class _Work:
     """One write transaction's changes: slot-file state and copy-on-write class arrays."""
 
     __slots__ = ("base", "gen", "slot_count", "start_count", "payload_bytes", "stride", "classes", "freed", "wrote")
@@ -155,8 +155,8 @@ class _Work(object):
         self.start_count = slot_count  # slots below it may be read by others: overwrite them under the lock
         self.payload_bytes = payload_bytes
         self.stride = stride
-        self.classes = {}  # type: Dict[Tuple[int, int], np.ndarray]
-        self.freed = []  # type: List[int]
+        self.classes: Dict[Tuple[int, int], np.ndarray] = {}
+        self.freed: List[int] = []
         self.wrote = False
 
     def array(self, key: Tuple[int, int], length: Optional[int] = None) -> np.ndarray:

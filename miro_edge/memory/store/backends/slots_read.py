@@ -5,20 +5,20 @@ import sqlite3
 import struct
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from miro_edge.memory.store.backends.base import RawRecord
+from miro_edge.memory.store.backends.base import RawRecord, pad_params
 from miro_edge.memory.store.backends.slots_index import _HDR, _HOLE, _PAD, _ROW_SQL, _TAG, Row, _Index
 from miro_edge.memory.store.backends.slots_rows import _SlotStatements
 from miro_edge.memory.store.backends.sqlite import map_error, map_read_error
-from miro_edge.memory.store.backends.base import pad_params
+
 
 class _SlotReadTxn(_SlotStatements):
     """A reader thread's statements: the draw calls use the RAM index pinned for this read."""
 
     def __init__(self, conn: sqlite3.Connection, backend: Any) -> None:
         super().__init__(conn, backend)
-        self.idx = None  # type: Optional[_Index]  # pinned by _SlotRead for the duration of one read
-        self.seen_version = None  # type: Optional[int]  # PRAGMA data_version when seen_index was checked
-        self.seen_index = None  # type: Optional[_Index]
+        self.idx: Optional[_Index] = None  # pinned by _SlotRead for the duration of one read
+        self.seen_version: Optional[int] = None  # PRAGMA data_version when seen_index was checked
+        self.seen_index: Optional[_Index] = None
         self.seen_commits = -1  # this process's commit count then
         self.seen_at = 0.0  # and the monotonic time
 
@@ -34,7 +34,7 @@ class _SlotReadTxn(_SlotStatements):
 
     def counts_for(self, split: int, labels: Sequence[int]) -> Dict[int, int]:
         classes = self.idx.classes  # type: ignore[union-attr]
-        out = {}  # type: Dict[int, int]
+        out: Dict[int, int] = {}
         for label in labels:
             arr = classes.get((split, label))
             if arr is not None and len(arr):
@@ -47,7 +47,7 @@ class _SlotReadTxn(_SlotStatements):
         layout = self.layout()
         entries = [arr.item(o) if 0 <= o < n and layout else _HOLE for o in ords]  # type: ignore[union-attr]
         heads = self.backend._pread([e >> 32 for e in entries if e >= 0], _HDR.size, layout[1]) if layout else []
-        out = []  # type: List[Optional[int]]
+        out: List[Optional[int]] = []
         it = iter(heads)
         for o, e in zip(ords, entries):
             head = next(it) if e >= 0 else b""
@@ -84,10 +84,10 @@ class _SlotReadTxn(_SlotStatements):
         classes = self.idx.classes  # type: ignore[union-attr]
         fd, pread, unpack, new, hs = b._fd, os.pread, _HDR.unpack_from, tuple.__new__, _HDR.size
         end = hs + nbytes
-        out = []  # type: List[RawRecord]
+        out: List[RawRecord] = []
         append = out.append
-        with_meta = []  # type: List[Tuple[int, int]]  # (position in out, metadata length the slot says)
-        stale = []  # type: List[Tuple[int, int]]
+        with_meta: List[Tuple[int, int]] = []  # (position in out, metadata length the slot says)
+        stale: List[Tuple[int, int]] = []
         last, arr, n = None, None, 0  # picks come grouped by label: one class lookup per label
         try:
             with b._slot_lock:  # never while a writer of this process overwrites a reused slot
@@ -146,7 +146,7 @@ class _SlotReadTxn(_SlotStatements):
             raise map_error(exc, self.path, "reading records") from exc
 
     def _metas(self, ids: List[int]) -> List[Tuple[int, Optional[bytes]]]:
-        out = []  # type: List[Tuple[int, Optional[bytes]]]
+        out: List[Tuple[int, Optional[bytes]]] = []
         for start in range(0, len(ids), 512):
             size, params = pad_params(ids[start:start + 512])
             out.extend(self.conn.execute("SELECT id, meta FROM records WHERE id IN ({})".format(
@@ -154,7 +154,7 @@ class _SlotReadTxn(_SlotStatements):
         return out
 
 
-class _SlotRead(object):
+class _SlotRead:
     """Context manager of one read: pins a RAM index that matches the committed state."""
 
     __slots__ = ("backend", "txn", "snapshot", "held")
@@ -163,7 +163,7 @@ class _SlotRead(object):
         self.backend = backend
         self.txn = txn
         self.snapshot = snapshot
-        self.held = None  # type: Optional[int]
+        self.held: Optional[int] = None
 
     def __enter__(self) -> _SlotReadTxn:
         txn, b = self.txn, self.backend

@@ -15,7 +15,7 @@ class _SlotStatements(sqlite_backend._ReadStatements):
     def __init__(self, conn: sqlite3.Connection, backend: Any) -> None:
         super().__init__(conn, backend.db_path)
         self.backend = backend
-        self.work = None  # type: Optional[_Work]
+        self.work: Optional[_Work] = None
 
     # The draw calls take the interface's generic versions here (the reader overrides them).
     counts_for = ReadTxn.counts_for
@@ -33,7 +33,7 @@ class _SlotStatements(sqlite_backend._ReadStatements):
         if len(ids) == 1:
             row = self.conn.execute(_ROW_SQL + " WHERE id=?", (int(ids[0]),)).fetchone()
             return {} if row is None else {row[0]: row}
-        found = {}  # type: Dict[int, Row]
+        found: Dict[int, Row] = {}
         for start in range(0, len(ids), 512):
             size, params = pad_params([int(i) for i in ids[start:start + 512]])
             for row in self.conn.execute(_ROW_SQL + " WHERE id IN ({})".format(",".join("?" * size)), params):
@@ -53,8 +53,8 @@ class _SlotStatements(sqlite_backend._ReadStatements):
             return [_damaged(r) for r in rows]
         nbytes, stride = layout
         datas = self.backend._pread([r[6] for r in rows], _HDR.size + nbytes, stride)  # not the padding
-        out = []  # type: List[Optional[RawRecord]]
-        redo = []  # type: List[int]
+        out: List[Optional[RawRecord]] = []
+        redo: List[int] = []
         end = _HDR.size + nbytes
         for i, (row, data) in enumerate(zip(rows, datas)):
             if len(data) < end:  # the file is shorter than the index says

@@ -5,8 +5,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from miro_edge.errors import StoreError, StoreFullError
 from miro_edge.memory.store.backends import sqlite as sqlite_backend
 from miro_edge.memory.store.backends.base import RawRecord, pad_params
-from miro_edge.memory.store.backends.slots_index import (_HDR, _HOLE, _MAX_SLOTS, _PAD, _ROW_SQL, _TAG, _damaged,
-                                                         _stride, _Work)
+from miro_edge.memory.store.backends.slots_index import (
+    _HDR,
+    _HOLE,
+    _MAX_SLOTS,
+    _PAD,
+    _ROW_SQL,
+    _TAG,
+    _damaged,
+    _stride,
+    _Work,
+)
 from miro_edge.memory.store.backends.slots_rows import _SlotStatements
 
 
@@ -39,8 +48,8 @@ class _SlotTxn(_SlotStatements, sqlite_backend._Txn):
             self.conn.executemany("DELETE FROM free_slots WHERE slot=?", [(slot,) for slot in got])
         more = n - len(got)
         if w.slot_count + more > _MAX_SLOTS:
-            raise StoreFullError("the slot file of {} is full ({} slots); nothing from this call was stored. Set a "
-                                 "quota (quota_samples) so that evicted slots are reused".format(self.path, _MAX_SLOTS))
+            raise StoreFullError(f"the slot file of {self.path} is full ({_MAX_SLOTS} slots); nothing from this call was stored. Set a "
+                                 "quota (quota_samples) so that evicted slots are reused")
         got.extend(range(w.slot_count, w.slot_count + more))
         w.slot_count += more
         self._check_unoccupied(got)
@@ -57,10 +66,9 @@ class _SlotTxn(_SlotStatements, sqlite_backend._Txn):
             if row is not None:
                 break
         if row is not None:
-            raise StoreError("the store at {} is damaged: its slot metadata hands out slot {}, which record {} "
+            raise StoreError(f"the store at {self.path.parent} is damaged: its slot metadata hands out slot {row[1]}, which record {row[0]} "
                              "occupies (a lowered slot count or a damaged free list); nothing was written. Run "
-                             "`miro-edge store verify {} --repair`".format(self.path.parent, row[1], row[0],
-                                                                           self.path.parent))
+                             f"`miro-edge store verify {self.path.parent} --repair`")
 
     def put_records(self, rows: Sequence[RawRecord]) -> None:
         if not rows:
@@ -71,7 +79,7 @@ class _SlotTxn(_SlotStatements, sqlite_backend._Txn):
             w.stride = _stride(w.payload_bytes)
         nbytes, stride = w.payload_bytes, w.stride
         if any(len(r.payload) != nbytes for r in rows):
-            raise StoreError("the slot file of {} holds {}-byte payloads; got other sizes".format(self.path, nbytes))
+            raise StoreError(f"the slot file of {self.path} holds {nbytes}-byte payloads; got other sizes")
         slots = self._allocate(len(rows))
         pad = bytes(stride - _HDR.size - nbytes)
         pack = _HDR.pack
@@ -82,7 +90,7 @@ class _SlotTxn(_SlotStatements, sqlite_backend._Txn):
         self.conn.executemany("INSERT INTO records(id, split, label, ord, task_id, meta, slot) VALUES (?,?,?,?,?,?,?)",
                               [(r.record_id, r.split, r.label, r.ord, r.task_id, r.meta, s)
                                for r, s in zip(rows, slots)])
-        by_class = {}  # type: Dict[Tuple[int, int], Tuple[List[int], List[int]]]
+        by_class: Dict[Tuple[int, int], Tuple[List[int], List[int]]] = {}
         for r, s in zip(rows, slots):
             ords, entries = by_class.setdefault((r.split, r.label), ([], []))
             ords.append(r.ord)

@@ -14,8 +14,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from miro_edge.errors import ConfigError, StoreError
-from miro_edge.memory.store.backends.base import (STORE_BACKENDS, RawRecord, ReadTxn, StoreBackend, WriteTxn,
-                                                 pad_params)
+from miro_edge.memory.store.backends.base import (
+    STORE_BACKENDS,
+    RawRecord,
+    ReadTxn,
+    StoreBackend,
+    WriteTxn,
+    pad_params,
+)
 from miro_edge.memory.store.backends.errors import map_error, map_os_error, map_read_error
 from miro_edge.utils.atomic import fsync_dir
 
@@ -23,12 +29,12 @@ logger = logging.getLogger(__name__)
 
 DB_NAME = "samples.sqlite3"
 _COLS = "id, split, label, ord, task_id, crc, meta, payload"
-_OPTIONS = {
+_OPTIONS: Dict[str, str] = {
     "cache_kib": "page cache per connection in KiB (default 8192)",
     "mmap_bytes": "bytes of the file SQLite may memory-map for reads (default 0: off)",
     "busy_timeout_s": "seconds to wait for another process's write lock (default 30)",
     "max_page_count": "cap on database pages; used to simulate a full disk in tests",
-}  # type: Dict[str, str]
+}
 CLASS_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS records_by_class ON records(split, label, ord)"
 COMMON_SCHEMA = (  # the tables every SQLite-indexed backend shares
     "CREATE TABLE IF NOT EXISTS info(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -80,7 +86,7 @@ class _ReadStatements(ReadTxn):
             row = self.conn.execute("SELECT id FROM records WHERE split=? AND label=? AND ord=?",
                                     (split, label, int(ords[0]))).fetchone()
             return [int(row[0]) if row else None]
-        found = {}  # type: Dict[int, int]
+        found: Dict[int, int] = {}
         for start in range(0, len(ords), 512):
             size, params = pad_params([int(o) for o in ords[start:start + 512]])
             sql = "SELECT ord, id FROM records WHERE split=? AND label=? AND ord IN ({})".format(
@@ -91,10 +97,10 @@ class _ReadStatements(ReadTxn):
     def records(self, record_ids: Sequence[int]) -> List[Optional[RawRecord]]:
         try:
             if len(record_ids) == 1:
-                row = self.conn.execute("SELECT {} FROM records WHERE id=?".format(_COLS),
+                row = self.conn.execute(f"SELECT {_COLS} FROM records WHERE id=?",
                                         (int(record_ids[0]),)).fetchone()
                 return [_row(row) if row else None]
-            found = {}  # type: Dict[int, RawRecord]
+            found: Dict[int, RawRecord] = {}
             for start in range(0, len(record_ids), 512):
                 size, params = pad_params([int(i) for i in record_ids[start:start + 512]])
                 sql = "SELECT {} FROM records WHERE id IN ({})".format(_COLS, ",".join("?" * size))
@@ -113,13 +119,13 @@ class _ReadStatements(ReadTxn):
 
     def _slot_query(self, sqls: Dict[int, str], split: int, slots: Sequence[Tuple[int, Any]],
                     pad: object) -> List[RawRecord]:
-        out = []  # type: List[RawRecord]
+        out: List[RawRecord] = []
         top = _SLOT_SIZES[-1]
         try:
             for start in range(0, len(slots), top):
                 chunk = slots[start:start + top]
                 size = next(s for s in _SLOT_SIZES if s >= len(chunk))
-                params = [v for slot in chunk for v in slot]  # type: List[Any]
+                params: List[Any] = [v for slot in chunk for v in slot]
                 params += (0, pad) * (size - len(chunk))
                 params.append(split)
                 out.extend(map(_row, self.conn.execute(sqls[size], params).fetchall()))
@@ -137,7 +143,7 @@ class _ReadStatements(ReadTxn):
 
     def scan(self, after_id: int, limit: int) -> List[RawRecord]:
         try:
-            rows = self.conn.execute("SELECT {} FROM records WHERE id>? ORDER BY id LIMIT ?".format(_COLS),
+            rows = self.conn.execute(f"SELECT {_COLS} FROM records WHERE id>? ORDER BY id LIMIT ?",
                                      (int(after_id), int(limit))).fetchall()
         except sqlite3.DatabaseError as exc:
             raise map_error(exc, self.path, "scanning records") from exc
@@ -157,10 +163,10 @@ class _Txn(_ReadStatements, WriteTxn):
                           (split, label, count))
 
     def put_records(self, rows: Sequence[RawRecord]) -> None:
-        self.conn.executemany("INSERT INTO records({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)".format(_COLS), rows)
+        self.conn.executemany(f"INSERT INTO records({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def delete_record(self, record_id: int) -> Optional[RawRecord]:
-        row = self.conn.execute("SELECT {} FROM records WHERE id=?".format(_COLS), (int(record_id),)).fetchone()
+        row = self.conn.execute(f"SELECT {_COLS} FROM records WHERE id=?", (int(record_id),)).fetchone()
         if row is None:
             return None
         self.conn.execute("DELETE FROM records WHERE id=?", (int(record_id),))
@@ -170,7 +176,7 @@ class _Txn(_ReadStatements, WriteTxn):
         self.conn.execute("UPDATE records SET ord=? WHERE id=?", (int(new_ord), int(record_id)))
 
 
-class _Read(object):
+class _Read:
     """Context manager for a read on one thread's connection (optionally a snapshot)."""
 
     __slots__ = ("txn", "snapshot")
@@ -192,7 +198,7 @@ class _Read(object):
             raise mapped from exc
 
 
-class _Write(object):
+class _Write:
     __slots__ = ("backend",)
 
     def __init__(self, backend: "SqliteBackend") -> None:
@@ -240,8 +246,8 @@ class SqliteBackend(StoreBackend):
 
     name = "sqlite"
     db_name = DB_NAME
-    schema = _SCHEMA  # type: Tuple[str, ...]
-    options_help = _OPTIONS  # type: Mapping[str, str]
+    schema: Tuple[str, ...] = _SCHEMA
+    options_help: Mapping[str, str] = _OPTIONS
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -252,7 +258,7 @@ class SqliteBackend(StoreBackend):
         if unknown:
             raise ConfigError("unknown {} store option(s) {}; known: {}".format(
                 self.name, ", ".join(unknown),
-                "; ".join("{} ({})".format(k, v) for k, v in sorted(self.options_help.items()))))
+                "; ".join(f"{k} ({v})" for k, v in sorted(self.options_help.items()))))
         self.path = path
         self.db_path = path / self.db_name
         self._cache_kib = int(options.get("cache_kib", 8192))
@@ -263,14 +269,14 @@ class SqliteBackend(StoreBackend):
         self._immutable = False  # read-only media without the WAL index file: SQLite reads it as immutable
         if not self.db_path.exists():
             if not create or read_only:
-                raise StoreError("no SQLite store at {}; pass create=True to make one".format(self.db_path))
+                raise StoreError(f"no SQLite store at {self.db_path}; pass create=True to make one")
             fd = os.open(str(self.db_path), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             try:
                 os.fchmod(fd, 0o600)  # SQLite copies this mode to the -wal and -shm files
             finally:
                 os.close(fd)
         self._local = threading.local()
-        self._readers = []  # type: List[sqlite3.Connection]
+        self._readers: List[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
         try:
@@ -281,8 +287,8 @@ class SqliteBackend(StoreBackend):
             self._wconn = self._connect()
             mode = self._wconn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
-                raise StoreError("SQLite refused WAL mode on {} (got {!r}); the store needs a local "
-                                 "filesystem that supports shared memory (not NFS)".format(self.db_path, mode))
+                raise StoreError(f"SQLite refused WAL mode on {self.db_path} (got {mode!r}); the store needs a local "
+                                 "filesystem that supports shared memory (not NFS)")
             self._wconn.execute("PRAGMA synchronous=FULL")
             if "max_page_count" in options:
                 self._wconn.execute("PRAGMA max_page_count={:d}".format(int(options["max_page_count"])))
@@ -311,9 +317,9 @@ class SqliteBackend(StoreBackend):
             if conn is not None:
                 conn.close()
             if Path(str(self.db_path) + "-wal").exists():  # unsynced commits may live there: never skip them
-                raise StoreError("cannot read {} on read-only media: its write-ahead log {}-wal holds commits that "
-                                 "need the -shm file SQLite cannot create here ({}); open it once where it is "
-                                 "writable".format(self.db_path, self.db_path, exc)) from None
+                raise StoreError(f"cannot read {self.db_path} on read-only media: its write-ahead log {self.db_path}-wal holds commits that "
+                                 f"need the -shm file SQLite cannot create here ({exc}); open it once where it is "
+                                 "writable") from None
             self._immutable = True
             conn = self._connect()
             conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
@@ -332,9 +338,9 @@ class SqliteBackend(StoreBackend):
     def _connect(self) -> sqlite3.Connection:
         conn = self.raw_connect()
         try:
-            conn.execute("PRAGMA cache_size=-{:d}".format(self._cache_kib))
+            conn.execute(f"PRAGMA cache_size=-{self._cache_kib:d}")
             if self._mmap:
-                conn.execute("PRAGMA mmap_size={:d}".format(self._mmap))
+                conn.execute(f"PRAGMA mmap_size={self._mmap:d}")
         except BaseException:
             conn.close()  # never leak a connection (it would keep the file, and its mount, busy)
             raise
@@ -350,7 +356,7 @@ class SqliteBackend(StoreBackend):
     def _reader_conn(self) -> sqlite3.Connection:
         """A new read-only connection, closed with the backend."""
         if self._closed:
-            raise StoreError("the store at {} is closed".format(self.path))
+            raise StoreError(f"the store at {self.path} is closed")
         conn = self._connect()
         conn.execute("PRAGMA query_only=ON")
         with self._readers_lock:
@@ -376,7 +382,7 @@ class SqliteBackend(StoreBackend):
 
     def write(self) -> _Write:  # type: ignore[override]
         if self.read_only:
-            raise StoreError("the store at {} is open read-only; open it without read_only to write".format(self.path))
+            raise StoreError(f"the store at {self.path} is open read-only; open it without read_only to write")
         return _Write(self)
 
     def files(self) -> List[Path]:

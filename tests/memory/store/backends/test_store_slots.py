@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from miro_fakes import readers_during
 
 from miro_edge.errors import ConfigError, CorruptRecordError, StoreError, StoreFullError
+from miro_edge.memory.store import SampleStore, StoreMetadataError, repair_store
 from miro_edge.memory.store.backends import slots as store_slots
 from miro_edge.memory.store.backends import slots_index
-from miro_edge.memory.store import SampleStore, StoreMetadataError, repair_store
-from miro_fakes import readers_during
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -94,8 +94,8 @@ _CRASH_CHILD = textwrap.dedent("""
 
 def test_crash_between_payload_write_and_commit_loses_nothing_acknowledged(tmp_path):
     path = tmp_path / "s"
-    out = subprocess.run([sys.executable, "-c", _CRASH_CHILD, str(ROOT), str(path)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", _CRASH_CHILD, str(ROOT), str(path)], capture_output=True,
+                         text=True, timeout=120)
     assert out.returncode == 7, out.stderr
     assert out.stdout.split()[-1] == "60"
     data = (path / store_slots.SLOTS_NAME).read_bytes()
