@@ -90,7 +90,9 @@ def from_dict(cls: Type[T], data: Mapping[str, Any], prefix: str = "") -> T:
         if name in data:
             kwargs[name] = _coerce(data[name], hints[name], _join(prefix, name))
     try:
-        return cls(**kwargs)  # type: ignore[call-arg]
+        return cls(**kwargs)
+    except FieldError as exc:  # a section's own check names its field: prefix the section's path
+        raise ConfigError(f"{_join(prefix, exc.key)}: {exc.detail}") from None
     except TypeError as exc:
         raise ConfigError(f"{prefix or cls.__name__}: {exc}") from None
 
@@ -121,6 +123,18 @@ def load_yaml(path: Union[str, Path], cls: Type[T]) -> T:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+class FieldError(ConfigError):
+    """A ``__post_init__`` check failed on field ``key`` of the section being built; loading
+    from YAML re-raises it with the field's full path (``controller.grid.em_steps``)."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key}: {detail}")
+        self.key = key
+        self.detail = detail
+
+
 def require(cond: bool, key: str, message: str) -> None:
-    """Validation helper for ``__post_init__``: raise ConfigError naming ``key``."""
-    _check(cond, key, message)
+    """Validation helper for ``__post_init__``: ``key`` is the field's name in its own section
+    (a cross-field check names the field it blames); raise a FieldError naming it."""
+    if not cond:
+        raise FieldError(key, message)

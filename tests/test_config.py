@@ -42,6 +42,26 @@ def test_type_and_range_errors_name_the_key(tmp_path):
         load_yaml(bad, SessionConfig)
 
 
+@pytest.mark.parametrize("section, path", [
+    ({"controller": {"grid": {"em_steps": 0}}}, "controller.grid.em_steps"),
+    ({"controller": {"forgetting": {"prior_tau": 0}}}, "controller.forgetting.prior_tau"),
+    ({"memory": {"store": {"quota_samples": -4}}}, "memory.store.quota_samples"),
+    ({"memory": {"swap": {"mode": "sometimes"}}}, "memory.swap.mode"),
+    ({"energy": {"interval_ms": 0}}, "energy.interval_ms"),
+])
+def test_range_errors_of_nested_sections_name_the_full_key_path(section, path):
+    """A section's own check names its field; loading puts the section's path in front."""
+    with pytest.raises(ConfigError) as info:
+        from_dict(SessionConfig, section)
+    assert str(info.value).startswith(path + ": "), str(info.value)
+
+
+def test_a_section_built_in_python_names_its_own_field():
+    from miro_edge.controller.grid import GridConfig
+    with pytest.raises(ConfigError, match=r"^em_steps: must be >= 1, got 0$"):
+        GridConfig(em_steps=0)
+
+
 @dataclass(frozen=True)
 class Inner:
     size: Optional[int] = None

@@ -53,17 +53,17 @@ class SwapAdapterConfig:
                                             "(hysteresis against flapping)")
 
     def __post_init__(self) -> None:
-        require(self.max_backlog >= 0, "swap_adapt.max_backlog", f"must be >= 0, got {self.max_backlog}")
-        require(self.max_read_latency_s > 0, "swap_adapt.max_read_latency_s",
+        require(self.max_backlog >= 0, "max_backlog", f"must be >= 0, got {self.max_backlog}")
+        require(self.max_read_latency_s > 0, "max_read_latency_s",
                 f"must be > 0, got {self.max_read_latency_s}")
-        require(self.congested_windows >= 1, "swap_adapt.congested_windows",
+        require(self.congested_windows >= 1, "congested_windows",
                 f"must be >= 1, got {self.congested_windows}")
-        require(self.clear_windows >= 1, "swap_adapt.clear_windows",
+        require(self.clear_windows >= 1, "clear_windows",
                 f"must be >= 1, got {self.clear_windows}")
-        require(0.0 <= self.floor <= 1.0, "swap_adapt.floor", f"must be in [0, 1], got {self.floor}")
-        require(0.0 < self.recover_step <= 1.0, "swap_adapt.recover_step",
+        require(0.0 <= self.floor <= 1.0, "floor", f"must be in [0, 1], got {self.floor}")
+        require(0.0 < self.recover_step <= 1.0, "recover_step",
                 f"must be in (0, 1], got {self.recover_step}")
-        require(0.0 < self.clear_fraction <= 1.0, "swap_adapt.clear_fraction",
+        require(0.0 < self.clear_fraction <= 1.0, "clear_fraction",
                 f"must be in (0, 1], got {self.clear_fraction}")
 
 

@@ -56,18 +56,18 @@ class ControllerConfig:
     idle_poll_s: float = field(1.0, help="how often a paused trainer re-checks the idle policy")
 
     def __post_init__(self) -> None:
-        require(self.memory_budget_mb > 0, "controller.memory_budget_mb", "must be > 0")
-        require(self.policy in POLICIES, "controller.policy", "must be one of {}".format(", ".join(POLICIES.names())))
-        require(0 < self.available_memory_fraction <= 1, "controller.available_memory_fraction", "must be in (0, 1]")
-        require(self.start_task >= 0, "controller.start_task", "must be >= 0")
-        require(0 < self.data_ratio <= 1, "controller.data_ratio", "must be in (0, 1]")
-        require(self.max_profile_share is None or self.max_profile_share > 0, "controller.max_profile_share",
+        require(self.memory_budget_mb > 0, "memory_budget_mb", "must be > 0")
+        require(self.policy in POLICIES, "policy", "must be one of {}".format(", ".join(POLICIES.names())))
+        require(0 < self.available_memory_fraction <= 1, "available_memory_fraction", "must be in (0, 1]")
+        require(self.start_task >= 0, "start_task", "must be >= 0")
+        require(0 < self.data_ratio <= 1, "data_ratio", "must be in (0, 1]")
+        require(self.max_profile_share is None or self.max_profile_share > 0, "max_profile_share",
                 "must be > 0 or null")
-        require(self.trial_epochs >= 1, "controller.trial_epochs", "must be >= 1")
-        require(self.warm_start_epochs >= 0, "controller.warm_start_epochs", "must be >= 0")
-        require(self.val_per_class >= 1, "controller.val_per_class", "must be >= 1")
-        require(self.trial_energy in ("extrapolated", "raw"), "controller.trial_energy",
+        require(self.trial_epochs >= 1, "trial_epochs", "must be >= 1")
+        require(self.warm_start_epochs >= 0, "warm_start_epochs", "must be >= 0")
+        require(self.val_per_class >= 1, "val_per_class", "must be >= 1")
+        require(self.trial_energy in ("extrapolated", "raw"), "trial_energy",
                 "must be 'extrapolated' or 'raw'")
-        require(self.adapt_window_steps >= 1, "controller.adapt_window_steps", "must be >= 1")
-        require(self.idle_poll_s > 0, "controller.idle_poll_s", "must be > 0")
+        require(self.adapt_window_steps >= 1, "adapt_window_steps", "must be >= 1")
+        require(self.idle_poll_s > 0, "idle_poll_s", "must be > 0")
 

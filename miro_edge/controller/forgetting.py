@@ -45,9 +45,9 @@ class ForgettingConfig:
     keep_em: bool = field(True, help="never shrink the EM below what it holds unless the budget forces it")
 
     def __post_init__(self) -> None:
-        require(self.prior_tau > 0, "controller.forgetting.prior_tau", "must be > 0")
-        require(0 <= self.tolerance < 1, "controller.forgetting.tolerance", "must be in [0, 1)")
-        require(0 <= self.cut_fraction <= 1, "controller.forgetting.cut_fraction", "must be in [0, 1]")
+        require(self.prior_tau > 0, "prior_tau", "must be > 0")
+        require(0 <= self.tolerance < 1, "tolerance", "must be in [0, 1)")
+        require(0 <= self.cut_fraction <= 1, "cut_fraction", "must be in [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -54,14 +54,14 @@ class GridConfig:
                                               "leftover")
 
     def __post_init__(self) -> None:
-        require(self.em_steps >= 1, "grid.em_steps", f"must be >= 1, got {self.em_steps}")
-        require(self.sb_steps >= 1, "grid.sb_steps", f"must be >= 1, got {self.sb_steps}")
-        require(self.spacing in SPACINGS, "grid.spacing",
+        require(self.em_steps >= 1, "em_steps", f"must be >= 1, got {self.em_steps}")
+        require(self.sb_steps >= 1, "sb_steps", f"must be >= 1, got {self.sb_steps}")
+        require(self.spacing in SPACINGS, "spacing",
                 "must be one of {}, got {!r}".format(", ".join(SPACINGS), self.spacing))
-        require(self.min_em_per_class >= 1, "grid.min_em_per_class",
+        require(self.min_em_per_class >= 1, "min_em_per_class",
                 f"must be >= 1, got {self.min_em_per_class}")
-        require(self.min_sb_size >= 1, "grid.min_sb_size", f"must be >= 1, got {self.min_sb_size}")
-        require(0 <= self.max_fit_em_share < 1, "grid.max_fit_em_share",
+        require(self.min_sb_size >= 1, "min_sb_size", f"must be >= 1, got {self.min_sb_size}")
+        require(0 <= self.max_fit_em_share < 1, "max_fit_em_share",
                 f"must be in [0, 1), got {self.max_fit_em_share}")
 
 

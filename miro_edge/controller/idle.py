@@ -66,7 +66,7 @@ class IdlePolicyConfig:
                                                   "unset: any time")
 
     def __post_init__(self) -> None:
-        require(0.0 <= self.max_live_load <= 1.0, "idle.max_live_load",
+        require(0.0 <= self.max_live_load <= 1.0, "max_live_load",
                 f"must be in [0, 1], got {self.max_live_load}")
         if self.time_window is not None:
             parse_time_window(self.time_window)

@@ -127,12 +127,12 @@ class ScorerConfig:
     se_z: float = field(1.0, help="width of the standard-error cut, in standard errors")
 
     def __post_init__(self) -> None:
-        require(self.cut in ("fraction", "standard_error"), "scorer.cut",
+        require(self.cut in ("fraction", "standard_error"), "cut",
                 f"must be 'fraction' or 'standard_error', got {self.cut!r}")
-        require(self.se_z >= 0, "scorer.se_z", f"must be >= 0, got {self.se_z}")
-        require(self.name in SCORERS, "scorer.name", "unknown scorer {!r}; choose one of: {}".format(
+        require(self.se_z >= 0, "se_z", f"must be >= 0, got {self.se_z}")
+        require(self.name in SCORERS, "name", "unknown scorer {!r}; choose one of: {}".format(
             self.name, ", ".join(SCORERS.names())))
-        require(0.0 < self.cutline <= 1.0, "scorer.cutline",
+        require(0.0 < self.cutline <= 1.0, "cutline",
                 f"must be in (0, 1], got {self.cutline}")
 
 

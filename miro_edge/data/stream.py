@@ -23,9 +23,9 @@ class StreamConfig:
     seed: int = field(0, help="seed of the class order and the train/test split")
 
     def __post_init__(self) -> None:
-        require(self.classes_per_task >= 1, "data.classes_per_task", "must be >= 1")
-        require(self.num_tasks is None or self.num_tasks >= 1, "data.num_tasks", "must be >= 1")
-        require(0.0 < self.test_fraction < 1.0, "data.test_fraction", "must be in (0, 1)")
+        require(self.classes_per_task >= 1, "classes_per_task", "must be >= 1")
+        require(self.num_tasks is None or self.num_tasks >= 1, "num_tasks", "must be >= 1")
+        require(0.0 < self.test_fraction < 1.0, "test_fraction", "must be in (0, 1)")
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ class MeterConfig:
     def __post_init__(self) -> None:
         from miro_edge.energy.detect import AUTO, meter_names
         names = meter_names()
-        require(self.source == AUTO or self.source in names, "energy.source",
+        require(self.source == AUTO or self.source in names, "source",
                 "unknown power source {!r}; choose auto or one of {}".format(self.source, ", ".join(names)))
-        require(self.interval_ms is None or 1 <= self.interval_ms <= 60000, "energy.interval_ms",
+        require(self.interval_ms is None or 1 <= self.interval_ms <= 60000, "interval_ms",
                 "must be between 1 and 60000")
-        require(bool(self.sysfs_root), "energy.sysfs_root", "must not be empty")
+        require(bool(self.sysfs_root), "sysfs_root", "must not be empty")
 
 
 def meter_from_config(cfg: MeterConfig, clock: Clock = time.monotonic) -> PowerMeter:

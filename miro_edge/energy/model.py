@@ -58,7 +58,7 @@ class EnergyProfile:
     j_per_gflop: float = 0.0
 
     def __post_init__(self) -> None:
-        require(bool(self.name), "energy.profile.name", "must not be empty")
+        require(bool(self.name), "name", "must not be empty")
         for key in COEFFICIENTS:
             value = getattr(self, key)
             require(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,

@@ -16,6 +16,6 @@ class MemoryConfig:
     val_fraction: float = field(0.1, help="fraction of each new class held out in the store for validation")
 
     def __post_init__(self) -> None:
-        require(self.em_size is None or self.em_size >= 0, "memory.em_size", "must be >= 0 or null")
-        require(self.sb_size is None or self.sb_size >= 1, "memory.sb_size", "must be >= 1 or null")
-        require(0.0 <= self.val_fraction < 1.0, "memory.val_fraction", "must be in [0, 1)")
+        require(self.em_size is None or self.em_size >= 0, "em_size", "must be >= 0 or null")
+        require(self.sb_size is None or self.sb_size >= 1, "sb_size", "must be >= 1 or null")
+        require(0.0 <= self.val_fraction < 1.0, "val_fraction", "must be in [0, 1)")

@@ -41,14 +41,14 @@ class SwapConfig:
                            "before the minibatch lag_steps submissions later (1 = before the next one)")
 
     def __post_init__(self) -> None:
-        require(0.0 <= self.swap_ratio <= 1.0, "memory.swap.swap_ratio", "must be in [0, 1]")
-        require(self.swap_period >= 1, "memory.swap.swap_period", "must be >= 1")
-        require(self.max_backlog >= 1, "memory.swap.max_backlog", "must be >= 1")
-        require(self.drain_timeout_s >= 0, "memory.swap.drain_timeout_s", "must be >= 0")
-        require(self.coalesce >= 1, "memory.swap.coalesce", "must be >= 1")
-        require(self.linger_s >= 0, "memory.swap.linger_s", "must be >= 0")
-        require(self.mode in ("deterministic", "async"), "memory.swap.mode", "must be 'deterministic' or 'async'")
-        require(self.lag_steps >= 1, "memory.swap.lag_steps", "must be >= 1")
+        require(0.0 <= self.swap_ratio <= 1.0, "swap_ratio", "must be in [0, 1]")
+        require(self.swap_period >= 1, "swap_period", "must be >= 1")
+        require(self.max_backlog >= 1, "max_backlog", "must be >= 1")
+        require(self.drain_timeout_s >= 0, "drain_timeout_s", "must be >= 0")
+        require(self.coalesce >= 1, "coalesce", "must be >= 1")
+        require(self.linger_s >= 0, "linger_s", "must be >= 0")
+        require(self.mode in ("deterministic", "async"), "mode", "must be 'deterministic' or 'async'")
+        require(self.lag_steps >= 1, "lag_steps", "must be >= 1")
 
 
 @dataclass

@@ -30,10 +30,10 @@ class TrainConfig:
     threads: Optional[int] = field(None, help="torch intra-op threads (default: torch's choice)")
 
     def __post_init__(self) -> None:
-        require(self.epochs >= 1, "train.epochs", "must be >= 1")
-        require(self.batch_size >= 1, "train.batch_size", "must be >= 1")
-        require(self.lr > 0, "train.lr", "must be > 0")
-        require(self.threads is None or self.threads >= 1, "train.threads", "must be >= 1")
+        require(self.epochs >= 1, "epochs", "must be >= 1")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        require(self.lr > 0, "lr", "must be > 0")
+        require(self.threads is None or self.threads >= 1, "threads", "must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,10 @@ class UpdateConfig:
                                      "session measuring training)")
 
     def __post_init__(self) -> None:
-        require(self.min_new_samples >= 1, "update.min_new_samples", "must be >= 1")
-        require(0.0 <= self.canary_max_drop <= 1.0, "update.canary_max_drop", "must be in [0, 1]")
-        require(self.keep_versions >= 1, "update.keep_versions", "must be >= 1")
-        require(self.engine in ("never", "auto", "always"), "update.engine", "must be never, auto or always")
+        require(self.min_new_samples >= 1, "min_new_samples", "must be >= 1")
+        require(0.0 <= self.canary_max_drop <= 1.0, "canary_max_drop", "must be in [0, 1]")
+        require(self.keep_versions >= 1, "keep_versions", "must be >= 1")
+        require(self.engine in ("never", "auto", "always"), "engine", "must be never, auto or always")
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,8 @@ class DaemonConfig:
     nice: int = field(10, help="CPU niceness the daemon runs at (0-19): the live loop wins every contended core")
 
     def __post_init__(self) -> None:
-        require(self.poll_s > 0, "daemon.poll_s", "must be > 0")
-        require(0 <= self.nice <= 19, "daemon.nice", "must be in 0..19")
+        require(self.poll_s > 0, "poll_s", "must be > 0")
+        require(0 <= self.nice <= 19, "nice", "must be in 0..19")
 
 
 @dataclass(frozen=True)

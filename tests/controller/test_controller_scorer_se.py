@@ -32,7 +32,7 @@ def test_without_sample_counts_it_falls_back_to_the_fraction_cut():
 
 
 def test_config_validation():
-    with pytest.raises(ConfigError, match="scorer.cut"):
+    with pytest.raises(ConfigError, match="cut"):
         from_dict(ScorerConfig, {"cut": "median"})
-    with pytest.raises(ConfigError, match="scorer.se_z"):
+    with pytest.raises(ConfigError, match="se_z"):
         ScorerConfig(se_z=-1.0)

@@ -58,5 +58,5 @@ def test_torch_dataset_adapter():
 def test_stream_rejects_too_many_tasks():
     with pytest.raises(InputError, match="at most 5 tasks"):
         ClassIncrementalStream(load_source("digits"), 2, num_tasks=6)
-    with pytest.raises(ConfigError, match="data.classes_per_task"):
+    with pytest.raises(ConfigError, match="classes_per_task"):
         StreamConfig(classes_per_task=0)

@@ -81,9 +81,9 @@ def test_mode_is_validated_and_each_mode_builds_its_worker():
     em = _em(src)
     assert type(create_swap_worker(em, src, SwapConfig(swap_ratio=1.0))) is DeterministicSwapWorker
     assert type(create_swap_worker(em, src, SwapConfig(mode="async", swap_ratio=1.0))) is SwapWorker
-    with pytest.raises(ConfigError, match="memory.swap.mode"):
+    with pytest.raises(ConfigError, match="mode"):
         SwapConfig(mode="sometimes")
-    with pytest.raises(ConfigError, match="memory.swap.lag_steps"):
+    with pytest.raises(ConfigError, match="lag_steps"):
         SwapConfig(lag_steps=0)
     with pytest.raises(InputError, match="create_swap_worker"):
         SwapWorker(em, src, SwapConfig(swap_ratio=1.0))

@@ -118,7 +118,7 @@ def test_stop_flag_interrupts_at_batch_boundary():
 
 
 def test_config_validation_names_the_key():
-    with pytest.raises(ConfigError, match="train.epochs"):
+    with pytest.raises(ConfigError, match="epochs"):
         TrainConfig(epochs=0)
 
 

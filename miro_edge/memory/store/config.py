@@ -21,8 +21,8 @@ class StoreConfig:
     allow_nonfinite: bool = field(False, help="accept float samples containing NaN or inf")
 
     def __post_init__(self) -> None:
-        require(self.backend is None or self.backend in STORE_BACKENDS, "store.backend",
+        require(self.backend is None or self.backend in STORE_BACKENDS, "backend",
                 "unknown backend {!r}; choose one of: {}".format(self.backend, ", ".join(STORE_BACKENDS.names())))
-        require(self.quota_bytes is None or self.quota_bytes > 0, "store.quota_bytes", "must be positive or null")
-        require(self.quota_samples is None or self.quota_samples > 0, "store.quota_samples",
+        require(self.quota_bytes is None or self.quota_bytes > 0, "quota_bytes", "must be positive or null")
+        require(self.quota_samples is None or self.quota_samples > 0, "quota_samples",
                 "must be positive or null")

@@ -258,9 +258,9 @@ def test_open_errors(tmp_path):
 
 
 def test_config_and_default_backend(tmp_path):
-    with pytest.raises(ConfigError, match="store.backend"):
+    with pytest.raises(ConfigError, match="backend"):
         StoreConfig(backend="nope")
-    with pytest.raises(ConfigError, match="store.quota_samples"):
+    with pytest.raises(ConfigError, match="quota_samples"):
         StoreConfig(quota_samples=0)
     with SampleStore.from_config(tmp_path / "a", StoreConfig(quota_samples=5)) as s:
         assert s.backend_name == store_mod.DEFAULT_BACKEND == "slots" and s.quota_samples == 5
