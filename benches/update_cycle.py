@@ -7,6 +7,7 @@ at a batch boundary while the live load is over daemon.idle.max_live_load). Fram
 falls inside the daemon's run are the "during" sample. Baseline: the idle phase, same run.
 """
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 from _common import parser, result
 
 CONFIG = """
@@ -23,6 +25,7 @@ update: {{canary_max_drop: 1.0}}
 daemon: {{poll_s: 0.2, idle: {{max_live_load: {load}}}}}
 """
 FPS = 30.0
+POLICIES = ("idle", "nice")  # daemon.cpu_policy: the default first
 
 
 def cli(*args, **kw):
@@ -47,6 +50,34 @@ def late(preds, lo, hi):
     rows = [p for p in preds if lo <= p["time"] - p["latency_ms"] / 1e3 <= hi]
     lat = np.array([p["latency_ms"] for p in rows])
     return lat, int((lat > 1e3 / FPS).sum())
+
+
+def during_phase(tmp, ws, policy):
+    """Serve ``ws`` while ``miro-edge daemon`` runs one cycle on it under ``daemon.cpu_policy``."""
+    preds = tmp / f"during-{policy}.jsonl"
+    p = serve(ws, tmp / "live.npz", preds, 600)
+    time.sleep(2.0)
+    t0 = time.time()
+    daemon = cli("daemon", ws, "--max-cycles", "1", "--timeout", "500", timeout=600)
+    t1 = time.time()
+    time.sleep(1.0)
+    p.terminate()
+    p.communicate(timeout=60)
+    during = [json.loads(line) for line in preds.read_text().splitlines()]
+    lat, dropped_late = late(during, t0, t1)
+    slow = sorted((q for q in during if t0 <= q["time"] <= t1), key=lambda q: -q["latency_ms"])[:8]
+    print(f"[{policy}] slowest frames during the cycle (s after daemon start, ms, version):",
+          [(round(q["time"] - t0, 2), q["latency_ms"], q["version"]) for q in slow])
+    steps, steps_at, cycle = {}, [], None
+    for line in (ws / "results.jsonl").read_text().splitlines():
+        ev = json.loads(line)
+        if ev["kind"] == "cycle_step" and ev["cycle"] == 1:
+            steps[ev["step"]] = ev["seconds"]
+            steps_at.append((ev["step"], round(ev["time"] - t0, 2)))
+        if ev["kind"] == "cycle" and ev["cycle"] == 1:
+            cycle = ev
+    print(f"[{policy}] steps finished at (s after daemon start):", steps_at)
+    return {"steps": steps, "cycle": cycle, "daemon": daemon, "lat": lat, "late": dropped_late, "wall_s": t1 - t0}
 
 
 def main():
@@ -75,35 +106,17 @@ def main():
         idle_lat = np.array([q["latency_ms"] for q in idle[int(FPS):]])  # skip the first second (warm-up)
         idle_dropped = dropped_of(err)
 
-        # phase 2: the same loop while the daemon runs one cycle in another process
-        p = serve(ws, tmp / "live.npz", tmp / "during.jsonl", 600)
-        time.sleep(2.0)
-        t0 = time.time()
-        daemon = cli("daemon", ws, "--max-cycles", "1", "--timeout", "500", timeout=600)
-        t1 = time.time()
-        time.sleep(1.0)
-        p.terminate()
-        _, err = p.communicate(timeout=60)
-        during = [json.loads(line) for line in (tmp / "during.jsonl").read_text().splitlines()]
-        lat, dropped_late = late(during, t0, t1)
-        slow = sorted((q for q in during if t0 <= q["time"] <= t1), key=lambda q: -q["latency_ms"])[:8]
-        print("slowest frames during the cycle (s after daemon start, ms, version):",
-              [(round(q["time"] - t0, 2), q["latency_ms"], q["version"]) for q in slow])
-        steps_at = []
-        for line in (ws / "results.jsonl").read_text().splitlines():
-            ev = json.loads(line)
-            if ev["kind"] == "cycle_step" and ev["cycle"] == 1:
-                steps_at.append((ev["step"], round(ev["time"] - t0, 2)))
-        print("steps finished at (s after daemon start):", steps_at)
-        steps = {}
-        cycle = None
-        for line in (ws / "results.jsonl").read_text().splitlines():
-            ev = json.loads(line)
-            if ev["kind"] == "cycle_step" and ev["cycle"] == 1:
-                steps[ev["step"]] = ev["seconds"]
-            if ev["kind"] == "cycle" and ev["cycle"] == 1:
-                cycle = ev
-    print(f"update cycle (daemon, another process): {t1 - t0:.1f} s wall; steps {({k: round(v, 2) for k, v in steps.items()})}")
+        # phase 2: the same loop while the daemon runs one cycle in another process, once per
+        # CPU policy, each on its own copy of the workspace (the same samples waiting)
+        for policy in POLICIES:  # the user's way: edit the workspace's config
+            shutil.copytree(ws, tmp / f"ws-{policy}")
+            config = yaml.safe_load((tmp / f"ws-{policy}" / "workspace.yaml").read_text())
+            config.setdefault("daemon", {})["cpu_policy"] = policy
+            (tmp / f"ws-{policy}" / "workspace.yaml").write_text(yaml.safe_dump(config))
+        runs = {policy: during_phase(tmp, tmp / f"ws-{policy}", policy) for policy in POLICIES}
+    main_run = runs[POLICIES[0]]
+    steps, cycle, daemon, lat, dropped_late = (main_run[k] for k in ("steps", "cycle", "daemon", "lat", "late"))
+    print(f"update cycle (daemon, another process): {main_run['wall_s']:.1f} s wall; steps {({k: round(v, 2) for k, v in steps.items()})}")
     print("  training energy {:.1f} J ({}), profile {:.1f} J; published: {}".format(
         cycle["energy_j"], cycle["energy_label"], cycle["profile_energy_j"], cycle["published"]))
     print("  daemon: " + daemon.stdout.strip().splitlines()[-2])
@@ -117,6 +130,13 @@ def main():
     result("live_p99_during_update_ms", round(float(np.percentile(lat, 99)), 3))
     result("live_p99_during_update_ratio", round(float(np.percentile(lat, 99) / np.percentile(idle_lat, 99)), 3))
     result("dropped_frames_during_update", dropped_late)
+    for policy in POLICIES[1:]:  # the alternative policy, same run, same baseline
+        other = runs[policy]["lat"]
+        print(f"  daemon.cpu_policy {policy}: during p50 {np.percentile(other, 50):.2f} ms p99 "
+              f"{np.percentile(other, 99):.2f} ms ({len(other)} frames, late {runs[policy]['late']})")
+        result(f"live_p99_during_update_ratio_{policy}", round(float(np.percentile(other, 99) /
+                                                                     np.percentile(idle_lat, 99)), 3))
+        result(f"dropped_frames_during_update_{policy}", runs[policy]["late"])
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Field docs are the ``help`` entry of each field's metadata.
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union, cast
 
 import yaml
 
@@ -46,7 +46,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except ConfigError as exc:
                 last = exc
         raise last if last else ConfigError(f"{key}: invalid value {value!r}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         _check(isinstance(value, Mapping), key, f"expected a mapping, got {value!r}")
@@ -80,7 +80,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def from_dict(cls: Type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     """Build dataclass ``cls`` from a mapping; unknown keys raise ConfigError naming the key."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    names = {f.name for f in dataclasses.fields(cast(Any, cls)) if f.init}  # cls: a dataclass type
     for key in data:
         if key not in names:
             raise ConfigError("unknown config key {!r}; known keys here: {}".format(

@@ -115,8 +115,8 @@ class SessionRecord:
 def _check_same_data(record: SessionRecord, stream: ClassIncrementalStream, name: str) -> None:
     """A run directory belongs to one data set: its classes and their order are recorded and checked,
     so a data file that grew (or changed) behind the run is refused instead of silently remapped."""
-    seen = {"class_order": [int(c) for c in stream.class_order], "samples": int(len(stream._y))}
-    recorded = record.data.get("data")
+    seen: Dict[str, Any] = {"class_order": [int(c) for c in stream.class_order], "samples": int(len(stream._y))}
+    recorded: Optional[Dict[str, Any]] = record.data.get("data")
     if recorded is None:
         record.data["data"] = seen
         record.save()

@@ -32,10 +32,17 @@ _MB = 1024.0 * 1024.0
 class SwapWindowStats(Protocol):
     """One window of swap-worker statistics (what the swap worker reports)."""
 
-    backlog: int
-    latency_ewma_s: float
-    latency_p95_s: float
-    swaps_done: int
+    @property
+    def backlog(self) -> int: ...
+
+    @property
+    def latency_ewma_s(self) -> float: ...
+
+    @property
+    def latency_p95_s(self) -> float: ...
+
+    @property
+    def swaps_done(self) -> int: ...
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ class AdaptCallback(TrainCallback):
         self.worker = worker
         # The congestion rule reacts to read latency, i.e. to timing; a deterministic run keeps
         # its ratio (late reads make the trainer wait instead, counted in SwapStats.wait_s).
-        adaptive = worker is not None and worker.MODE == "async"
-        self.adapter = SwapRatioAdapter(controller.config.swap_adapt, worker.swap_ratio) if adaptive else None
+        self.adapter = (SwapRatioAdapter(controller.config.swap_adapt, worker.swap_ratio)
+                        if worker is not None and worker.MODE == "async" else None)
         self.switch: Optional[BudgetDecision] = None
         self._checked_budget: Optional[int] = None
 

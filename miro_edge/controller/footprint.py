@@ -25,8 +25,9 @@ def measure_overhead_bytes(model: nn.Module, input_shape: Sequence[int], batch_s
     bytes) plus the activations a minibatch keeps for backward (module outputs, measured with
     forward hooks on a real forward pass of a copy)."""
     probe = copy.deepcopy(model)
-    if hasattr(probe, "grow"):
-        probe.grow(num_classes)
+    grow = getattr(probe, "grow", None)
+    if callable(grow):
+        grow(num_classes)
     params = sum(p.numel() * p.element_size() for p in probe.parameters())
     sizes: List[int] = []
 

@@ -28,8 +28,11 @@ logger = logging.getLogger(__name__)
 class LoadSnapshot(Protocol):
     """What the policy reads; ``miro_edge.device.resources.ResourceSnapshot`` provides it."""
 
-    live_load: float
-    on_external_power: bool
+    @property
+    def live_load(self) -> float: ...
+
+    @property
+    def on_external_power(self) -> bool: ...
 
 
 def parse_time_window(text: str) -> Tuple[datetime.time, datetime.time]:

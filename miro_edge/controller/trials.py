@@ -11,7 +11,6 @@ import time
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
-from torch import nn
 
 from miro_edge.controller.config import ControllerConfig
 from miro_edge.controller.grid import Candidate
@@ -20,6 +19,7 @@ from miro_edge.memory.em import EpisodicMemory, balanced_quota
 from miro_edge.memory.sb import StreamBuffer
 from miro_edge.memory.swap import SwapConfig
 from miro_edge.memory.types import SampleSource
+from miro_edge.model.architectures import IncrementalClassifier
 from miro_edge.recorder import Recorder
 from miro_edge.train.callbacks import replay_callbacks
 from miro_edge.train.trainer import IncrementalTrainer, TrainConfig, accuracy
@@ -98,7 +98,7 @@ def extrapolate_energy(trials: List[Trial], passes: Dict[Tuple[int, int], int], 
     timing noise of very short trials) times (em_size + sb_size) x epochs. The profiling
     energy actually spent is accounted separately from the raw windows."""
     rates = {t.candidate.key: t.energy_j / passes[t.candidate.key] for t in trials
-             if t.status == TrialStatus.OK and passes.get(t.candidate.key)}
+             if t.status == TrialStatus.OK and t.energy_j is not None and passes.get(t.candidate.key)}
     if not rates:
         return trials
     pooled = float(np.median(list(rates.values())))
@@ -117,7 +117,7 @@ class TrialRun:
     """One candidate's trial: its model copy, EM and SB, trained in measured windows (possibly in
     two rounds, see successive halving) and evaluated on the validation slice."""
 
-    def __init__(self, task_id: int, candidate: Candidate, model: nn.Module, em: EpisodicMemory,
+    def __init__(self, task_id: int, candidate: Candidate, model: IncrementalClassifier, em: EpisodicMemory,
                  sb: StreamBuffer, store: SampleSource, swap: SwapConfig, seed: int, train_config: TrainConfig,
                  meter: Any, recorder: Recorder) -> None:
         self.task_id = task_id
@@ -138,7 +138,7 @@ class TrialRun:
         self.note = ""
 
     @classmethod
-    def start(cls, task_id: int, cand: Candidate, warm: nn.Module, task_x: np.ndarray, task_y: np.ndarray,
+    def start(cls, task_id: int, cand: Candidate, warm: IncrementalClassifier, task_x: np.ndarray, task_y: np.ndarray,
               store: SampleSource, old_classes: Sequence[int], new_classes: Sequence[int], swap: SwapConfig,
               ratio: float, rng: np.random.Generator, train_config: TrainConfig, meter: Any,
               recorder: Recorder) -> Any:

@@ -9,7 +9,7 @@ each clip before the engine (``miro_edge.infer.audio_source``), and the adapter 
 training clips: one implementation, one config, so the two cannot drift apart.
 """
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -64,7 +64,7 @@ class FrontEndConfig:
         return asdict(self)
 
 
-def hz_to_mel(f: np.ndarray) -> np.ndarray:
+def hz_to_mel(f: Union[float, np.ndarray]) -> np.ndarray:
     return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
 
 
@@ -92,6 +92,9 @@ class LogMel(nn.Module):
         self.register_buffer("window", torch.hann_window(cfg.win_length, periodic=True))
         self.register_buffer("filters", torch.from_numpy(
             mel_filterbank(cfg.n_mels, cfg.n_fft, cfg.sample_rate, cfg.f_min, f_max)))
+
+    window: torch.Tensor
+    filters: torch.Tensor
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         spec = torch.stft(wave, n_fft=self.cfg.n_fft, hop_length=self.cfg.hop_length,

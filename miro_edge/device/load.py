@@ -6,10 +6,16 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Protocol
 
 from miro_edge.errors import InputError
 from miro_edge.utils.atomic import atomic_write_json
+
+
+class LoadReader(Protocol):
+    """What reads a live load: a ``LoadGauge`` in this process, or a ``LoadFile`` across processes."""
+
+    def get(self) -> float: ...
 
 
 class LoadGauge:

@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import psutil
 
-from miro_edge.device.load import LoadGauge
+from miro_edge.device.load import LoadGauge, LoadReader
 from miro_edge.utils.sysfs import read_optional, under
 
 logger = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ def _candidates(base: str, rel: Optional[str]) -> List[str]:
 def read_cgroup_memory(root: str = "/") -> Optional[Tuple[int, int, str]]:
     """(limit, usage without inactive file cache, version) of this process's cgroup, or None."""
     cgroups = _self_cgroups(root)
+    limit: Optional[int]
     v2_base = under(root, "/sys/fs/cgroup")
     for directory in _candidates(v2_base, cgroups.get("")):
         limit_text = read_optional(os.path.join(directory, "memory.max"))
@@ -225,7 +226,7 @@ class ResourceMonitor:
     apart, else the last value is reused).
     """
 
-    def __init__(self, root: str = "/", gauge: Optional[LoadGauge] = None, pid: Optional[int] = None,
+    def __init__(self, root: str = "/", gauge: Optional[LoadReader] = None, pid: Optional[int] = None,
                  clock: Callable[[], float] = time.monotonic, min_io_interval_s: float = 0.05) -> None:
         self.root = root
         self.gauge = gauge if gauge is not None else LoadGauge()
@@ -256,6 +257,7 @@ class ResourceMonitor:
         now = self.clock()
         mem = read_memory(self.root)
         psi = read_psi_io(self.root)
+        io: Optional[float]
         if psi is not None:
             io, io_source = psi, "psi-some-avg10"
         else:

@@ -56,7 +56,7 @@ class Prediction(NamedTuple):
     """One frame's answer; ``label`` is the user's label when the version carries a label map
     (else the class id), ``confidence`` the softmax probability of that class."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the frame's number; shadows tuple.index (public field)
     label: Any
     logits: np.ndarray
     version: Optional[int]

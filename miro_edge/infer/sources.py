@@ -177,7 +177,7 @@ def _parse_row(fields: List[str], columns: Optional[Sequence[int]]) -> Optional[
 class _WindowedSource(FrameSource):
     """An IMU source that cuts text rows into windows with ``self._windower``."""
 
-    _windower: _Windower = None
+    _windower: _Windower  # set by each subclass's __init__
 
     @property
     def skipped_lines(self) -> int:

@@ -78,6 +78,8 @@ class TrtEngine(InferenceEngine):
         api = api_for(trt.__version__)
         path = self.engine_path
         if path is None:
+            if self.onnx_path is None:  # __init__ refuses this pair; kept for the type checker
+                raise InputError("the tensorrt engine needs a model.onnx artifact or an engine file")
             cfg = TrtBuildConfig(precision="fp16" if self.options.fp16 else "fp32", max_batch=self.options.max_batch)
             path = cached_engine(self.onnx_path, self.options.cache_dir(), cfg)
         memory = open_device_memory()

@@ -7,7 +7,7 @@ a torn sample. Resizing happens between tasks, when no swap worker is running.
 """
 import threading
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ class ResizeReport:
     refilled: int
     per_class: Dict[int, int]
 
+
+# Slot or record ids: a list, or the int64 array the trainer's sampler draws.
+Indices = Union[Sequence[int], np.ndarray]
 
 def balanced_quota(capacity: int, labels: Sequence[int], available: Optional[Dict[int, int]] = None) -> Dict[int, int]:
     """Class-balanced slot quota: equal shares, remainder to the lowest labels; a class that has
@@ -85,16 +88,16 @@ class EpisodicMemory:
         return np.flatnonzero(self.labels[: self._size].numpy() == label)
 
     # -- reading and swapping -------------------------------------------------------------
-    def gather(self, slots: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def gather(self, slots: Indices) -> Tuple[torch.Tensor, torch.Tensor]:
         """Copy out the samples in ``slots`` (whole samples only, never torn by a swap)."""
         index = torch.as_tensor(np.asarray(slots, dtype=np.int64))
         with self._lock:
             return self.data.index_select(0, index), self.labels.index_select(0, index)
 
-    def write_slots(self, slots: Sequence[int], xs: np.ndarray, labels: Sequence[int],
-                    record_ids: Sequence[int]) -> int:
+    def write_slots(self, slot_ids: Indices, xs: Sequence[np.ndarray],
+                    labels: Indices, record_ids: Indices) -> int:
         """Replace whole slots (used by the swap worker); a slot only takes a same-class sample."""
-        slots = np.asarray(slots, dtype=np.int64)
+        slots = np.asarray(slot_ids, dtype=np.int64)
         if len(slots) == 0:
             return 0
         batch = torch.from_numpy(np.ascontiguousarray(np.stack(xs), dtype=np.float32)).to(self.dtype)

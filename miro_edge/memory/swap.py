@@ -12,13 +12,13 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Deque, Dict, List, Optional, Sequence
+from typing import Callable, Deque, Dict, List, Optional
 
 import numpy as np
 
 from miro_edge.config import field, require
 from miro_edge.errors import InputError
-from miro_edge.memory.em import EpisodicMemory
+from miro_edge.memory.em import EpisodicMemory, Indices
 from miro_edge.memory.types import SampleSource
 
 logger = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class SwapWorker:
     def active_in_epoch(self, epoch: int) -> bool:
         return self.swap_ratio > 0 and epoch % self.config.swap_period == 0
 
-    def submit(self, slots: Sequence[int]) -> bool:
+    def submit(self, slots: Indices) -> bool:
         """Queue the EM slots a minibatch used; never blocks the training thread."""
         if self.swap_ratio <= 0 or len(slots) == 0 or self._thread is None:
             return False
@@ -235,8 +235,8 @@ class SwapWorker:
             self._inflight_since = None
         latency = time.perf_counter() - t0
         samples = sorted(samples, key=lambda smp: smp.record_id)  # the store promises no order
-        for slots in groups.values():
-            slots.reverse()  # pop() below then hands out each label's lowest slots first
+        for free in groups.values():
+            free.reverse()  # pop() below then hands out each label's lowest slots first
         fetched = FetchedSwaps([], [], [], [], latency)
         for sample in samples:  # each sample takes the next free slot of its label
             slots = groups.get(sample.label)

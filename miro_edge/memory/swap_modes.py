@@ -12,11 +12,11 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from miro_edge.memory.em import EpisodicMemory
+from miro_edge.memory.em import EpisodicMemory, Indices
 from miro_edge.memory.swap import _WAKE, FetchedSwaps, SwapConfig, SwapWorker, choose_slots
 from miro_edge.memory.types import SampleSource
 from miro_edge.utils.registry import Registry
@@ -41,7 +41,7 @@ class DeterministicSwapWorker(SwapWorker):
         self._ready: Dict[int, Optional[FetchedSwaps]] = {}
         self._cond = threading.Condition()
 
-    def submit(self, slots: Sequence[int]) -> bool:
+    def submit(self, slots: Indices) -> bool:
         """Queue one minibatch's EM slots; blocks (never drops) when ``max_backlog`` reads are
         queued, so every submission is applied at its step."""
         if self.swap_ratio <= 0 or len(slots) == 0 or self._thread is None:

@@ -46,7 +46,7 @@ class LabelMap:
         return len(self._labels)
 
     def __contains__(self, label: object) -> bool:
-        return isinstance(label, (int, str)) and self._key(label) in self._ids  # type: ignore[arg-type]
+        return isinstance(label, (int, str)) and self._key(label) in self._ids
 
     @property
     def labels(self) -> List[Label]:

@@ -151,17 +151,18 @@ def analyse(plan: Dict[str, Any], runs: Dict[str, Dict[str, Any]]) -> Observatio
         obs.best_by_accuracy[b] = max(row, key=lambda g: g.accuracy.mean).em_share
         obs.best_by_acc_per_j[b] = max(row, key=lambda g: g.accuracy.mean / max(g.energy_j.mean, 1e-12)).em_share
     shares = sorted({g.em_share for g in obs.grid})
-    for share in shares + [None]:  # None: the best share at each budget
+    per_share: List[Optional[float]] = [*shares, None]  # None: the best share at each budget
+    for curve_share in per_share:
         curve = []
         for b in budgets:
-            row = [g for g in obs.grid if g.budget_samples == b and (share is None or g.em_share == share)]
+            row = [g for g in obs.grid if g.budget_samples == b and (curve_share is None or g.em_share == curve_share)]
             if row:
                 curve.append((b, max(row, key=lambda g: g.accuracy.mean)))
         for i, (b_small, small) in enumerate(curve):
             for b_large, large in curve[i + 1:]:
                 if large.accuracy.mean < small.accuracy.mean:
                     obs.accuracy_drops.append({
-                        "em_share": share, "from_budget": b_small, "to_budget": b_large,
+                        "em_share": curve_share, "from_budget": b_small, "to_budget": b_large,
                         "from_acc": small.accuracy.mean, "to_acc": large.accuracy.mean,
                         "beyond_noise": _differs(small.accuracy, large.accuracy)})
     swap = [c for c in cells if c["series"] == "swap" and c["key"] in ok]

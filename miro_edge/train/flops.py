@@ -9,7 +9,7 @@ gradient of the input, gradient of the weights), the usual rule of thumb.
 """
 import weakref
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple, cast
 
 import torch
 from torch import nn
@@ -37,11 +37,11 @@ def _layer_flops(module: nn.Module, output: torch.Tensor) -> float:
     if isinstance(module, nn.Linear):
         macs = per_sample_out * module.in_features
     else:
-        conv = module  # type: ignore[assignment]
+        conv = cast(nn.modules.conv._ConvNd, module)  # _COUNTED: Linear or a ConvNd
         kernel = 1
-        for k in conv.kernel_size:  # type: ignore[union-attr]
+        for k in conv.kernel_size:
             kernel *= int(k)
-        macs = per_sample_out * kernel * (conv.in_channels // conv.groups)  # type: ignore[union-attr]
+        macs = per_sample_out * kernel * (conv.in_channels // conv.groups)
     bias = per_sample_out if getattr(module, "bias", None) is not None else 0.0
     return 2.0 * macs + bias
 

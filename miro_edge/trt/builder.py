@@ -180,7 +180,7 @@ def make_entropy_calibrator(trt: Any, samples: Optional[np.ndarray], batch_size:
     data = None if samples is None else np.ascontiguousarray(np.asarray(samples, dtype=np.float32))
     memory = open_device_memory()
 
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc,name-defined]
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self._next = 0
@@ -192,12 +192,13 @@ def make_entropy_calibrator(trt: Any, samples: Optional[np.ndarray], batch_size:
             return batch_size
 
         def get_batch(self, names: List[str]) -> Optional[List[int]]:
-            if data is None or self._next + batch_size > len(data):
+            buffer = self._buffer
+            if data is None or buffer is None or self._next + batch_size > len(data):
                 return None
             chunk = data[self._next:self._next + batch_size]
             self._next += batch_size
-            memory.copy_to_device(self._buffer, chunk)
-            return [int(self._buffer.ptr)]
+            memory.copy_to_device(buffer, chunk)
+            return [int(buffer.ptr)]
 
         def read_calibration_cache(self) -> Optional[bytes]:
             if cache_file and os.path.isfile(cache_file):

@@ -63,7 +63,7 @@ class DeviceMemory:
 
 def _cudart() -> Any:
     try:
-        from cuda.bindings import runtime  # type: ignore  # cuda-python >= 12.6
+        from cuda.bindings import runtime  # cuda-python >= 12.6
 
         return runtime
     except ImportError:

@@ -81,7 +81,7 @@ def detect_compute_capability() -> str:
     except Exception:  # pragma: no cover - broken CUDA install
         pass
     try:
-        import pycuda.driver as cuda  # type: ignore
+        import pycuda.driver as cuda
 
         cuda.init()
         major, minor = cuda.Device(0).compute_capability()

@@ -9,6 +9,7 @@ import yaml
 from miro_edge.config import field, from_dict, load_yaml, require
 from miro_edge.controller import ControllerConfig
 from miro_edge.controller.idle import IdlePolicyConfig
+from miro_edge.device.priority import CPU_POLICIES, DEFAULT_CPU_POLICY, DEFAULT_NICE
 from miro_edge.energy.config import MeterConfig
 from miro_edge.memory.config import MemoryConfig
 from miro_edge.train.trainer import TrainConfig
@@ -42,11 +43,16 @@ class DaemonConfig:
     idle: IdlePolicyConfig = field(default_factory=lambda: IdlePolicyConfig(max_live_load=0.5),
                                    help="train only while the live load is low (and on power / in a time window)")
     poll_s: float = field(2.0, help="seconds between looks at the inbox and the live load")
-    nice: int = field(10, help="CPU niceness the daemon runs at (0-19): the live loop wins every contended core")
+    nice: int = field(DEFAULT_NICE, help="CPU niceness the daemon runs at (0-19): the live loop wins every contended core")
+    cpu_policy: str = field(DEFAULT_CPU_POLICY, help="'idle': the daemon's threads run under SCHED_IDLE (Linux), so the kernel "
+                                         "gives them only CPU time nothing else wants and a waking live loop preempts "
+                                         "them at once; 'nice': niceness only (training still takes a share of a "
+                                         "contended core)")
 
     def __post_init__(self) -> None:
         require(self.poll_s > 0, "poll_s", "must be > 0")
         require(0 <= self.nice <= 19, "nice", "must be in 0..19")
+        require(self.cpu_policy in CPU_POLICIES, "cpu_policy", f"must be one of {', '.join(CPU_POLICIES)}")
 
 
 @dataclass(frozen=True)

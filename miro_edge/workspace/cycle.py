@@ -197,7 +197,7 @@ class UpdateCycle:
             state.save()
         else:
             progress("resuming cycle {} after step {!r}".format(state.cycle["number"], resumed))
-        number = int(state.cycle["number"])  # type: ignore[index]
+        number = int(state.cycle["number"])
         steps = [("drained", self._drain), ("trained", self._train), ("exported", self._export),
                  ("published", self._publish)]
         for name, step in steps:

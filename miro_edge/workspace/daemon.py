@@ -6,13 +6,13 @@ the idle policy is the controller's (``daemon.idle`` in workspace.yaml: load thr
 power, a daily time window).
 """
 import logging
-import os
 import signal
 import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
 from miro_edge.controller.idle import IdleGate, IdlePolicy
+from miro_edge.device.priority import yield_cpu
 from miro_edge.device.resources import ResourceMonitor
 from miro_edge.workspace.cycle import CycleStopped
 from miro_edge.workspace.serve import load_file
@@ -36,30 +36,21 @@ def due(ws: Workspace) -> Optional[str]:
     return None
 
 
-def _lower_priority(nice: int) -> None:
-    """Training yields the CPU to the live loop: raise this process's niceness to ``nice``."""
-    try:
-        current = os.nice(0)
-        if nice > current:
-            os.nice(nice - current)
-    except OSError as exc:  # not fatal: the idle policy still pauses training under load
-        logger.warning("cannot lower the daemon's CPU priority: %s", exc)
-
-
 def run_daemon(ws: Workspace, log: Callable[[str], None], max_cycles: Optional[int] = None,
                stop: Optional[threading.Event] = None, timeout_s: Optional[float] = None) -> Dict[str, Any]:
     """Loop until SIGTERM/SIGINT (or ``max_cycles`` cycles, or ``timeout_s``); one log line per cycle."""
     stop = stop or threading.Event()
-    _lower_priority(ws.config.daemon.nice)
+    priority = yield_cpu(ws.config.daemon.nice, ws.config.daemon.cpu_policy)
     previous = None
     if threading.current_thread() is threading.main_thread():
         handler = lambda *_: stop.set()  # noqa: E731
         previous = signal.signal(signal.SIGTERM, handler), signal.signal(signal.SIGINT, handler)
-    monitor = ResourceMonitor(gauge=load_file(ws.root))  # type: ignore[arg-type]  # LoadFile reads like a gauge
+    monitor = ResourceMonitor(gauge=load_file(ws.root))
     gate = IdleGate(IdlePolicy(ws.config.daemon.idle), monitor.snapshot)
     poll = ws.config.daemon.poll_s
     cycles, stopped_cycles, t0 = 0, 0, time.monotonic()
-    log(f"daemon on {ws.root} (pid-locked); idle when live load <= {ws.config.daemon.idle.max_live_load:.2f}; polling every {poll:.1f} s")
+    log(f"daemon on {ws.root} (pid-locked; {priority}); idle when live load <= "
+        f"{ws.config.daemon.idle.max_live_load:.2f}; polling every {poll:.1f} s")
     try:
         while not stop.is_set():
             if max_cycles is not None and cycles >= max_cycles:

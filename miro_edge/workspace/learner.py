@@ -153,13 +153,14 @@ class Learner:
                 swaps += worker.stats().swaps_done
                 self.recorder.record("swap_stats", task_id=cycle, **dataclasses.asdict(worker.stats()))
             epochs_left -= fit.epochs_completed
-            if adapt is None or adapt.switch is None or self.controller is None:
-                break
-            cand = adapt.switch.candidate
-            self.apply(cycle, cand.em_size, cand.sb_size, old_classes, adapt.switch.reason)
+            switch = adapt.switch if adapt is not None else None
+            if switch is None or switch.candidate is None or self.controller is None:
+                break  # (the adapt callback only asks to switch when a candidate fits)
+            cand = switch.candidate
+            self.apply(cycle, cand.em_size, cand.sb_size, old_classes, switch.reason)
             self.controller.adopt(cand)
             self.recorder.record("budget_switch", task_id=cycle, em_size=cand.em_size, sb_size=cand.sb_size,
-                                 memory_bytes=cand.memory_bytes, reason=adapt.switch.reason,
+                                 memory_bytes=cand.memory_bytes, reason=switch.reason,
                                  epochs_left=epochs_left)
         total = FitReport(cycle, self.train_config.epochs, sum(f.steps for f in fits),
                           sum(f.sample_passes for f in fits), sum(f.seconds for f in fits),

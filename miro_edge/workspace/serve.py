@@ -64,7 +64,7 @@ def serve(root: Path, source: str = "synthetic", uri: Optional[str] = None, fps:
     shape = input_shape_of(registry.artifacts(version))
     frames = make_source(source, uri, shape, fps)
     if loop_source and hasattr(frames, "loop"):
-        frames.loop = True  # type: ignore[attr-defined]  # a file source replayed until stopped
+        frames.loop = True  # a file source replayed until stopped
     feedback = FeedbackInbox(root, shape)
     if on_ready is not None:
         on_ready(feedback)  # e.g. an app's UI thread sending the user's corrections

@@ -4,6 +4,7 @@ labels) → ingest a new label from the CLI and another through the server's liv
 daemon runs one cycle → the server hot-swaps with no dropped frame and predicts the new labels →
 rollback → status --json shows all of it."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -77,6 +78,8 @@ def test_init_ingest_update_serve_feedback_daemon_hotswap_rollback_status(tmp_pa
                  60, "a dozen feedback samples")
         out = cli("daemon", ws, "--max-cycles", "1", "--timeout", "200").stdout
         assert "cycle 1:" in out and "published v000002" in out, out
+        if hasattr(os, "SCHED_IDLE"):  # the default daemon.cpu_policy: training only on spare CPU time
+            assert "nice 10, SCHED_IDLE" in out.splitlines()[0], out
         wait_for(lambda: any(json.loads(line)["version"] == 2 for line in preds.read_text().splitlines()), 60,
                  "the server to swap to v2")
         time.sleep(2)

@@ -1,4 +1,5 @@
 """``miro-edge daemon DIR``: run update cycles in the device's idle windows until SIGTERM."""
+from pathlib import Path
 from typing import Optional
 
 import click
@@ -13,6 +14,9 @@ def command(directory: str, max_cycles: Optional[int], timeout_s: Optional[float
     """Wait for an idle window (live load under daemon.idle.max_live_load, optionally on power and in a
     time window); run a cycle when update.min_new_samples samples or a new label wait; pause at a
     batch boundary while the live path is busy; stop cleanly on SIGTERM. One line per cycle."""
+    from miro_edge.device.priority import yield_cpu_early
+
+    yield_cpu_early(Path(directory) / "workspace.yaml")  # before the heavy imports: they are CPU work too
     from miro_edge.workspace.daemon import run_daemon
     from miro_edge.workspace.workspace import Workspace
 

@@ -1,5 +1,6 @@
 """``miro-edge serve DIR --source ...``: the live loop on the workspace's current model."""
 import sys
+from pathlib import Path
 from typing import Optional
 
 import click
@@ -38,7 +39,7 @@ def command(directory: str, source: str, uri: Optional[str], fps: Optional[float
     elif predictions_out:
         out = open(predictions_out, "a")
     try:
-        stats = serve(directory, source, uri, fps, engine, max_frames, duration_s,
+        stats = serve(Path(directory), source, uri, fps, engine, max_frames, duration_s,
                       show if print_predictions else None, out, feedback_every,
                       LiveConfig(poll_every_frames=poll_every, poll_interval_s=0.5), loop_source=loop_source)
     finally:

@@ -34,7 +34,7 @@ def command(config_path: str, out_dir: str, jobs: int, seeds: Optional[str], rep
         failed = []
 
         with click.progressbar(length=1, label="sweep", show_pos=True, item_show_func=lambda k: k) as bar:
-            def on_result(progress) -> None:  # type: ignore[no-untyped-def]
+            def on_result(progress) -> None:
                 bar.length = progress.total
                 if bar.pos == 0 and progress.done > 1:
                     bar.update(progress.done - 1)

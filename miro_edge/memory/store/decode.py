@@ -41,8 +41,8 @@ def decode_many(raws: Sequence[RawRecord], shape: Optional[tuple], dtype: Option
         for raw in raws:
             if id(raw) not in kept:
                 on_corrupt(raw[0])
-        out, corrupt = decode_many(good, shape, dtype, nbytes, on_corrupt)
-        return out, corrupt + n - len(good)
+        decoded, corrupt = decode_many(good, shape, dtype, nbytes, on_corrupt)
+        return decoded, corrupt + n - len(good)
     rows = np.ndarray((n,) + shape, dtype, buf) if nbytes else np.zeros((n,) + shape, dtype)  # over buf, writable
     crc32, head, new, splits = zlib.crc32, _CRC_HEAD.pack, tuple.__new__, SPLITS
     out: List[StoredSample] = []

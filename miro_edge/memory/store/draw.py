@@ -56,9 +56,9 @@ def _more_ords(rng: np.random.Generator, count: int, need: int, taken: set) -> L
         return []
     if need > 1 and 4 * need > free:
         pool = [o for o in range(count) if o not in taken]
-        out = [pool[i] for i in rng.permutation(len(pool))[:need].tolist()]
-        taken.update(out)
-        return out
+        picked = [pool[i] for i in rng.permutation(len(pool))[:need].tolist()]
+        taken.update(picked)
+        return picked
     out: List[int] = []
     while len(out) < need:
         for u in rng.random(need - len(out)).tolist():

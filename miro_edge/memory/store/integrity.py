@@ -69,7 +69,7 @@ def metadata_problems(txn: ReadTxn, info: Mapping[str, str], nbytes: Optional[in
         next_id = int(info.get("next_id", "0"))
     except ValueError:
         problems.append("next_id {!r} is not a number".format(info.get("next_id")))
-        next_id = None  # type: ignore[assignment]
+        next_id = None
     if top is not None and next_id is not None and next_id <= top:
         problems.append(f"next_id says {next_id} but record {top} exists (new records would reuse ids)")
     if nbytes is not None and top is not None:

@@ -23,12 +23,12 @@ _NUMERIC_KINDS = "biufc"
 def split_code(split: object) -> int:
     if split not in SPLITS:
         raise InputError("split must be one of {}, got {!r}".format(", ".join(repr(s) for s in SPLITS), split))
-    return SPLITS.index(split)  # type: ignore[arg-type]
+    return SPLITS.index(split)
 
 
 def as_int(value: object, what: str, minimum: int = INT64_MIN) -> int:
-    if type(value) is int and minimum <= value <= INT64_MAX:  # type: ignore[operator]  # the common case, fast
-        return value  # type: ignore[return-value]
+    if type(value) is int and minimum <= value <= INT64_MAX:  # the common case, fast
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise InputError(f"{what} must be an integer (python int or numpy integer), got {value!r} of type {type(value).__name__}; map class "
                          "names or other values to integer ids before ingesting")
@@ -57,7 +57,7 @@ def as_array(x: object) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, without importing torch
-        return x.detach().cpu().numpy()  # type: ignore[attr-defined]
+        return x.detach().cpu().numpy()
     return np.asarray(x)
 
 
@@ -84,7 +84,8 @@ def meta_bytes(meta: object, index: int) -> Optional[bytes]:
                          "values") from None
 
 
-def checksum(record_id: int, label: int, task_id: int, split: int, meta: Optional[bytes], payload: bytes) -> int:
+def checksum(record_id: int, label: int, task_id: int, split: int, meta: Optional[bytes],
+             payload: Union[bytes, memoryview]) -> int:
     """CRC32 of everything a record says (its ordinal, an index detail, is not covered)."""
     crc = zlib.crc32(_CRC_HEAD.pack(record_id, label, task_id, split))
     if meta is not None:
@@ -141,7 +142,7 @@ def record_fields(n: int, labels: Sequence[object], task_id: object, splits: Opt
         codes = [split_code(s) for s in splits]
     if len(codes) != n:
         raise InputError(f"ingest_batch got {n} samples but {len(codes)} splits")
-    metas_b = [None] * n if metas is None else [meta_bytes(m, i) for i, m in enumerate(metas)]
+    metas_b: List[Optional[bytes]] = [None] * n if metas is None else [meta_bytes(m, i) for i, m in enumerate(metas)]
     if len(metas_b) != n:
         raise InputError(f"ingest_batch got {n} samples but {len(metas_b)} metas")
     labs = [as_int(lab, f"label of sample {i}") for i, lab in enumerate(labels)]

@@ -108,9 +108,9 @@ def repair_store(path: Any, backend_options: Optional[Dict[str, Any]] = None) ->
                                  )
             kept: List[RawRecord] = []
             lost_ids: List[int] = []
+            shape, dtype = layout if layout is not None else ((), np.dtype(np.uint8))  # no layout: no records
             for raw in raws:
-                good, _ = decode_many([raw], layout[0], layout[1], layout_nbytes(*layout),  # type: ignore[index]
-                                      lambda rid: None)
+                good, _ = decode_many([raw], shape, dtype, layout_nbytes(shape, dtype), lambda rid: None)
                 if good:
                     kept.append(raw._replace(payload=bytes(raw.payload),
                                              meta=None if raw.meta is None else bytes(raw.meta)))
@@ -146,9 +146,9 @@ def repair_store(path: Any, backend_options: Optional[Dict[str, Any]] = None) ->
                     wtxn.set_count(split, label, counts[(split, label)])
         with new.write() as wtxn:
             fresh = new_info(name)
-            for key in ("created_unix", "created_by"):
-                if key in info:
-                    fresh[key] = info[key]
+            for name_key in ("created_unix", "created_by"):
+                if name_key in info:
+                    fresh[name_key] = info[name_key]
             wtxn.put_info(fresh)
             if layout is not None:
                 wtxn.put_info(layout_info(layout[0], np.dtype(layout[1])))

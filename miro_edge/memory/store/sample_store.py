@@ -379,11 +379,9 @@ class SampleStore:
                         raws.append(txn.records([rid])[0])
                     except CorruptRecordError:
                         raws.append(RawRecord(rid, -1, 0, 0, 0, 0, None, b""))
-            if None in raws:
-                found = [raw for raw in raws if raw is not None]
-                missing = len(raws) - len(found)
-                raws = found
-            out, corrupt = self._decode_many(raws)  # type: ignore[arg-type]
+            found = [raw for raw in raws if raw is not None]
+            missing = len(raws) - len(found)
+            out, corrupt = self._decode_many(found)
         self._count_reads(len(out), corrupt, missing)
         return out
 

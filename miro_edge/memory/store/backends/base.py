@@ -15,7 +15,19 @@ Adding a backend adds one module that registers a subclass in ``STORE_BACKENDS``
 """
 import abc
 from pathlib import Path
-from typing import Any, ContextManager, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    ContextManager,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 from miro_edge.utils.registry import Registry
 
@@ -34,7 +46,7 @@ class RawRecord(NamedTuple):
     task_id: int
     crc: int
     meta: Optional[bytes]
-    payload: bytes
+    payload: Union[bytes, memoryview]  # a view over the backend's buffer where it can lend one
 
     @property
     def nbytes(self) -> int:

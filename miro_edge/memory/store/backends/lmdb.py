@@ -9,7 +9,7 @@ disk raises ``StoreFullError``.
 import errno
 import struct
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple
 
 from miro_edge.errors import ConfigError, CorruptRecordError, StoreError, StoreFullError
 from miro_edge.memory.store.backends.base import STORE_BACKENDS, RawRecord, StoreBackend, WriteTxn
@@ -206,7 +206,7 @@ class _Write(_Read):
         except _lmdb().Error as exc:
             raise _map_error(exc, b.path, "starting a write") from exc
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:  # type: ignore[override]
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         lmdb = _lmdb()
         b = self.backend
         if exc_type is None:
@@ -270,10 +270,10 @@ class LmdbBackend(StoreBackend):
                 return self._open_env(lmdb, path, create, options, lock=False)
             raise
 
-    def read(self, snapshot: bool = True) -> _Read:  # type: ignore[override]
+    def read(self, snapshot: bool = True) -> _Read:
         return _Read(self)
 
-    def write(self) -> _Write:  # type: ignore[override]
+    def write(self) -> _Write:
         if self.read_only:
             raise StoreError(f"the store at {self.path} is open read-only; open it without read_only to write")
         return _Write(self)

@@ -56,7 +56,7 @@ from miro_edge.memory.store.backends.slots_index import (
 )
 from miro_edge.memory.store.backends.slots_read import _SlotRead, _SlotReadTxn
 from miro_edge.memory.store.backends.slots_write import _SlotTxn
-from miro_edge.memory.store.backends.sqlite import SqliteBackend, map_error, map_os_error
+from miro_edge.memory.store.backends.sqlite import SqliteBackend, _ReadStatements, map_error, map_os_error
 from miro_edge.utils.atomic import fsync_dir
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class SlotsBackend(SqliteBackend):
     def detect(cls, path: Path) -> bool:
         return (path / INDEX_NAME).is_file()
 
-    def _new_txn(self, conn: sqlite3.Connection, writer: bool) -> _SlotTxn:
+    def _new_txn(self, conn: sqlite3.Connection, writer: bool) -> _ReadStatements:
         return _SlotTxn(conn, self) if writer else _SlotReadTxn(conn, self)
 
     # ------------------------------------------------------------ the RAM index

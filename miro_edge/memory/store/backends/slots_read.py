@@ -129,7 +129,7 @@ class _SlotReadTxn(_SlotStatements):
                     rid = out[k].record_id
                     if rid not in metas:
                         gone.add(k)
-                    elif metas[rid] is None or len(metas[rid]) != mlen:  # the header's length disagrees: damage
+                    elif metas[rid] is None or len(metas[rid] or b"") != mlen:  # the header's length disagrees: damage
                         out[k] = out[k]._replace(payload=b"")  # fails SampleStore's checks: counted, not served
                     else:
                         out[k] = out[k]._replace(meta=metas[rid])

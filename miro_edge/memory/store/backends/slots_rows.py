@@ -74,8 +74,8 @@ class _SlotStatements(sqlite_backend._ReadStatements):
         if redo:
             fresh = self.rows_by_id([rows[i][0] for i in redo])
             for i in redo:
-                row = fresh.get(rows[i][0])
-                out[i] = None if row is None else self.from_rows([row], again=False)[0]
+                refreshed = fresh.get(rows[i][0])
+                out[i] = None if refreshed is None else self.from_rows([refreshed], again=False)[0]
         return out
 
     def _reused(self, row: Row) -> bool:

@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, cast
 
 from miro_edge.errors import ConfigError, StoreError
 from miro_edge.memory.store.backends.base import (
@@ -211,9 +211,9 @@ class _Write:
         except sqlite3.Error as exc:
             raise map_error(exc, b.db_path, "starting a write") from exc
         b._begin_write()
-        return b._wtxn
+        return cast(_Txn, b._wtxn)  # write() refused a read-only store, whose _wtxn only reads
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         b = self.backend
         if exc_type is None:
             try:
@@ -377,10 +377,10 @@ class SqliteBackend(StoreBackend):
             except sqlite3.Error:  # SQLite may already have rolled back (SQLITE_FULL, IOERR)
                 logger.debug("rollback after a failed write reported an error", exc_info=True)
 
-    def read(self, snapshot: bool = True) -> _Read:  # type: ignore[override]
+    def read(self, snapshot: bool = True) -> _Read:
         return _Read(self._reader(), snapshot)
 
-    def write(self) -> _Write:  # type: ignore[override]
+    def write(self) -> _Write:
         if self.read_only:
             raise StoreError(f"the store at {self.path} is open read-only; open it without read_only to write")
         return _Write(self)
