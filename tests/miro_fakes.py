@@ -6,7 +6,9 @@ from typing import Callable, Dict, List, Mapping, Sequence
 
 import numpy as np
 
+from miro_edge.errors import HardwareUnavailableError
 from miro_edge.memory.types import StoredSample
+from miro_edge.trt.cuda_mem import DeviceBuffer, DeviceMemory
 
 
 class MemorySource:
@@ -74,3 +76,24 @@ def readers_during(checks: Sequence[Callable[[], None]], write: Callable[[], Non
         for t in threads:
             t.join()
     return errors
+
+
+class CountingMemory(DeviceMemory):
+    """Device memory whose ``fail_at``-th allocation raises (as cudaMalloc does when out of memory)."""
+
+    def __init__(self, fail_at=None):
+        self.live, self.allocs, self.closed, self.fail_at = set(), 0, False, fail_at
+
+    def alloc(self, nbytes):
+        self.allocs += 1
+        if self.allocs == self.fail_at:
+            raise HardwareUnavailableError(f"out of device memory allocating {nbytes} bytes")
+        buf = DeviceBuffer(ptr=0x1000 * self.allocs, nbytes=nbytes, handle=None)
+        self.live.add(buf.ptr)
+        return buf
+
+    def free(self, buf):
+        self.live.remove(buf.ptr)
+
+    def close(self):
+        self.closed = True

@@ -8,13 +8,16 @@ installed API generation (:mod:`miro_edge.trt.api`): binding indices and
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from miro_edge.errors import EngineBuildError, InputError
 from miro_edge.infer.base import ENGINES, EngineOptions, InferenceEngine
 from miro_edge.utils.optional import require as require_module
+
+if TYPE_CHECKING:
+    from miro_edge.trt.cuda_mem import DeviceBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -83,25 +86,34 @@ class TrtEngine(InferenceEngine):
             cfg = TrtBuildConfig(precision="fp16" if self.options.fp16 else "fp32", max_batch=self.options.max_batch)
             path = cached_engine(self.onnx_path, self.options.cache_dir(), cfg)
         memory = open_device_memory()
-        trt_logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(trt_logger)
-        with memory.activated():
-            with open(str(path), "rb") as handle:
-                engine = runtime.deserialize_cuda_engine(handle.read())
-            if engine is None:
-                raise EngineBuildError(f"TensorRT {trt.__version__} could not deserialize {path}; delete it from the engine cache so it "
-                                       "is rebuilt")
-            context = engine.create_execution_context()
-            in_name, out_name, in_idx, out_idx = io_tensors(engine, trt, api.name_based_io)
-            max_in = (self.options.max_batch,) + self.input_shape
-            if api.name_based_io:
-                context.set_input_shape(in_name, max_in)
-                out_shape = tuple(context.get_tensor_shape(out_name))
-            else:
-                context.set_binding_shape(in_idx, max_in)
-                out_shape = tuple(context.get_binding_shape(out_idx))
-            d_in = memory.alloc(int(np.prod(max_in)) * 4)
-            d_out = memory.alloc(int(np.prod(out_shape)) * 4)
+        buffers: List[DeviceBuffer] = []
+        try:  # a failed open (bad engine, out of device memory) leaves nothing allocated
+            trt_logger = trt.Logger(trt.Logger.WARNING)
+            runtime = trt.Runtime(trt_logger)
+            with memory.activated():
+                with open(str(path), "rb") as handle:
+                    engine = runtime.deserialize_cuda_engine(handle.read())
+                if engine is None:
+                    raise EngineBuildError(f"TensorRT {trt.__version__} could not deserialize {path}; delete it from the "
+                                           "engine cache so it is rebuilt")
+                context = engine.create_execution_context()
+                in_name, out_name, in_idx, out_idx = io_tensors(engine, trt, api.name_based_io)
+                max_in = (self.options.max_batch,) + self.input_shape
+                if api.name_based_io:
+                    context.set_input_shape(in_name, max_in)
+                    out_shape = tuple(context.get_tensor_shape(out_name))
+                else:
+                    context.set_binding_shape(in_idx, max_in)
+                    out_shape = tuple(context.get_binding_shape(out_idx))
+                buffers.append(memory.alloc(int(np.prod(max_in)) * 4))
+                buffers.append(memory.alloc(int(np.prod(out_shape)) * 4))
+        except BaseException:
+            with memory.activated():
+                for buf in buffers:
+                    memory.free(buf)
+            memory.close()
+            raise
+        d_in, d_out = buffers
         self._state = dict(trt=trt, api=api, memory=memory, runtime=runtime, engine=engine, context=context,
                            in_name=in_name, out_name=out_name, in_idx=in_idx, out_idx=out_idx,
                            d_in=d_in, d_out=d_out, out_tail=out_shape[1:])

@@ -154,17 +154,19 @@ def build_with_python_api(request: BuildRequest) -> bytes:
     profile.set_shape(request.input_name, lo, opt, hi)
     config.add_optimization_profile(profile)
     calibrator = None
-    if plan.use_calibrator:
-        calibrator = make_entropy_calibrator(trt, request.calibration, cfg.calibration_batch_size,
-                                             cfg.calibration_cache)
-        config.int8_calibrator = calibrator
-        if hasattr(config, "set_calibration_profile"):
-            config.set_calibration_profile(profile)
-    logger.info("building TensorRT %s engine (%s) from %s, shapes %s/%s/%s", api.version_string, cfg.precision,
-                request.onnx_path, lo, opt, hi)
-    serialized = builder.build_serialized_network(network, config)
-    if calibrator is not None:
-        calibrator.release()
+    try:
+        if plan.use_calibrator:
+            calibrator = make_entropy_calibrator(trt, request.calibration, cfg.calibration_batch_size,
+                                                 cfg.calibration_cache)
+            config.int8_calibrator = calibrator
+            if hasattr(config, "set_calibration_profile"):
+                config.set_calibration_profile(profile)
+        logger.info("building TensorRT %s engine (%s) from %s, shapes %s/%s/%s", api.version_string, cfg.precision,
+                    request.onnx_path, lo, opt, hi)
+        serialized = builder.build_serialized_network(network, config)
+    finally:  # the calibrator's device buffer goes back even when the build raises
+        if calibrator is not None:
+            calibrator.release()
     if serialized is None:
         raise EngineBuildError(f"TensorRT {trt.__version__} failed to build an engine from {request.onnx_path} (see the TensorRT log above); try "
                                "a larger workspace_mb or precision fp32")

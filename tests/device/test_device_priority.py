@@ -26,6 +26,11 @@ linux_sched = pytest.mark.skipif(not hasattr(os, "SCHED_IDLE") or not os.path.is
                                  reason="SCHED_IDLE and /proc/self/task are Linux's")
 
 
+def at_least(nice):
+    """The niceness a child ends at: only ever raised (this test run may itself be niced)."""
+    return max(nice, os.nice(0))
+
+
 def probe(*args):
     out = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
@@ -34,7 +39,7 @@ def probe(*args):
 @linux_sched
 def test_idle_policy_moves_every_thread_to_sched_idle_and_raises_niceness():
     got = probe("args", 7, "idle")
-    assert got["applied"] == "nice 7, SCHED_IDLE" and got["nice"] == 7
+    assert got["applied"] == f"nice {at_least(7)}, SCHED_IDLE" and got["nice"] == at_least(7)
     assert len(got["policies"]) >= 2  # the thread started before the call moved as well
     assert set(got["policies"].values()) == {got["idle"]}
 
@@ -42,7 +47,7 @@ def test_idle_policy_moves_every_thread_to_sched_idle_and_raises_niceness():
 @linux_sched
 def test_nice_policy_leaves_the_scheduler_class_alone():
     got = probe("args", 3, "nice")
-    assert got["applied"] == "nice 3" and got["nice"] == 3
+    assert got["applied"] == f"nice {at_least(3)}" and got["nice"] == at_least(3)
     assert got["idle"] not in got["policies"].values()
 
 
@@ -50,11 +55,11 @@ def test_nice_policy_leaves_the_scheduler_class_alone():
 def test_early_yield_reads_the_workspace_yaml_and_falls_back_to_defaults(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("daemon:\n  nice: 4\n  cpu_policy: nice\n")
-    assert probe("yaml", good)["applied"] == "nice 4"
+    assert probe("yaml", good)["applied"] == f"nice {at_least(4)}"
     broken = tmp_path / "broken.yaml"
     broken.write_text("daemon: [nice: 4\n")  # malformed: the full config load reports it; here, defaults
-    assert probe("yaml", broken)["applied"] == "nice 10, SCHED_IDLE"
-    assert probe("yaml", tmp_path / "missing.yaml")["applied"] == "nice 10, SCHED_IDLE"
+    assert probe("yaml", broken)["applied"] == f"nice {at_least(10)}, SCHED_IDLE"
+    assert probe("yaml", tmp_path / "missing.yaml")["applied"] == f"nice {at_least(10)}, SCHED_IDLE"
 
 
 def test_cpu_policy_is_validated_naming_the_key():
