@@ -57,8 +57,11 @@ venv install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/miro-edge run --config configs/demo.yaml
 
+# Static checks first (seconds): Python 3.8 syntax and stdlib (vermin), lint (ruff), types (mypy).
 test: $(STAMP) $(PY38_NOTORCH)
 	$(VENV)/bin/vermin --target=3.8- --violations --no-tips -q miro_edge docker/jetson/smoke_test.py
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 test-faults: $(STAMP)
@@ -66,6 +69,8 @@ test-faults: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/vermin --target=3.8- --violations --no-tips miro_edge docker/jetson/smoke_test.py
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint --failure-threshold warning docker/jetson/*/Dockerfile
 
 bench: $(STAMP)

@@ -25,7 +25,9 @@ update: {{canary_max_drop: 1.0}}
 daemon: {{poll_s: 0.2, idle: {{max_live_load: {load}}}}}
 """
 FPS = 30.0
-POLICIES = ("idle", "nice")  # daemon.cpu_policy: the default first
+# The daemon's settings compared in one run (the default first): SCHED_IDLE plus the frame-gap
+# gate (the defaults), SCHED_IDLE alone, and niceness alone (the daemon before either).
+VARIANTS = {"default": {}, "no_gap": {"frame_gap": False}, "nice_only": {"cpu_policy": "nice", "frame_gap": False}}
 
 
 def cli(*args, **kw):
@@ -52,9 +54,9 @@ def late(preds, lo, hi):
     return lat, int((lat > 1e3 / FPS).sum())
 
 
-def during_phase(tmp, ws, policy):
-    """Serve ``ws`` while ``miro-edge daemon`` runs one cycle on it under ``daemon.cpu_policy``."""
-    preds = tmp / f"during-{policy}.jsonl"
+def during_phase(tmp, ws, variant):
+    """Serve ``ws`` while ``miro-edge daemon`` runs one cycle on it (its config: variant ``variant``)."""
+    preds = tmp / f"during-{variant}.jsonl"
     p = serve(ws, tmp / "live.npz", preds, 600)
     time.sleep(2.0)
     t0 = time.time()
@@ -66,7 +68,7 @@ def during_phase(tmp, ws, policy):
     during = [json.loads(line) for line in preds.read_text().splitlines()]
     lat, dropped_late = late(during, t0, t1)
     slow = sorted((q for q in during if t0 <= q["time"] <= t1), key=lambda q: -q["latency_ms"])[:8]
-    print(f"[{policy}] slowest frames during the cycle (s after daemon start, ms, version):",
+    print(f"[{variant}] slowest frames during the cycle (s after daemon start, ms, version):",
           [(round(q["time"] - t0, 2), q["latency_ms"], q["version"]) for q in slow])
     steps, steps_at, cycle = {}, [], None
     for line in (ws / "results.jsonl").read_text().splitlines():
@@ -76,7 +78,7 @@ def during_phase(tmp, ws, policy):
             steps_at.append((ev["step"], round(ev["time"] - t0, 2)))
         if ev["kind"] == "cycle" and ev["cycle"] == 1:
             cycle = ev
-    print(f"[{policy}] steps finished at (s after daemon start):", steps_at)
+    print(f"[{variant}] steps finished at (s after daemon start):", steps_at)
     return {"steps": steps, "cycle": cycle, "daemon": daemon, "lat": lat, "late": dropped_late, "wall_s": t1 - t0}
 
 
@@ -107,14 +109,14 @@ def main():
         idle_dropped = dropped_of(err)
 
         # phase 2: the same loop while the daemon runs one cycle in another process, once per
-        # CPU policy, each on its own copy of the workspace (the same samples waiting)
-        for policy in POLICIES:  # the user's way: edit the workspace's config
-            shutil.copytree(ws, tmp / f"ws-{policy}")
-            config = yaml.safe_load((tmp / f"ws-{policy}" / "workspace.yaml").read_text())
-            config.setdefault("daemon", {})["cpu_policy"] = policy
-            (tmp / f"ws-{policy}" / "workspace.yaml").write_text(yaml.safe_dump(config))
-        runs = {policy: during_phase(tmp, tmp / f"ws-{policy}", policy) for policy in POLICIES}
-    main_run = runs[POLICIES[0]]
+        # daemon setting, each on its own copy of the workspace (the same samples waiting)
+        for name, overrides in VARIANTS.items():  # the user's way: edit the workspace's config
+            shutil.copytree(ws, tmp / f"ws-{name}")
+            config = yaml.safe_load((tmp / f"ws-{name}" / "workspace.yaml").read_text())
+            config.setdefault("daemon", {}).update(overrides)
+            (tmp / f"ws-{name}" / "workspace.yaml").write_text(yaml.safe_dump(config))
+        runs = {name: during_phase(tmp, tmp / f"ws-{name}", name) for name in VARIANTS}
+    main_run = runs["default"]
     steps, cycle, daemon, lat, dropped_late = (main_run[k] for k in ("steps", "cycle", "daemon", "lat", "late"))
     print(f"update cycle (daemon, another process): {main_run['wall_s']:.1f} s wall; steps {({k: round(v, 2) for k, v in steps.items()})}")
     print("  training energy {:.1f} J ({}), profile {:.1f} J; published: {}".format(
@@ -130,13 +132,14 @@ def main():
     result("live_p99_during_update_ms", round(float(np.percentile(lat, 99)), 3))
     result("live_p99_during_update_ratio", round(float(np.percentile(lat, 99) / np.percentile(idle_lat, 99)), 3))
     result("dropped_frames_during_update", dropped_late)
-    for policy in POLICIES[1:]:  # the alternative policy, same run, same baseline
-        other = runs[policy]["lat"]
-        print(f"  daemon.cpu_policy {policy}: during p50 {np.percentile(other, 50):.2f} ms p99 "
-              f"{np.percentile(other, 99):.2f} ms ({len(other)} frames, late {runs[policy]['late']})")
-        result(f"live_p99_during_update_ratio_{policy}", round(float(np.percentile(other, 99) /
-                                                                     np.percentile(idle_lat, 99)), 3))
-        result(f"dropped_frames_during_update_{policy}", runs[policy]["late"])
+    for name in list(VARIANTS)[1:]:  # the other settings, same run, same baseline
+        other = runs[name]["lat"]
+        print(f"  daemon {name} {VARIANTS[name]}: during p50 {np.percentile(other, 50):.2f} ms p99 "
+              f"{np.percentile(other, 99):.2f} ms ({len(other)} frames, late {runs[name]['late']}), "
+              f"cycle {runs[name]['wall_s']:.1f} s")
+        result(f"live_p99_during_update_ratio_{name}", round(float(np.percentile(other, 99) /
+                                                                   np.percentile(idle_lat, 99)), 3))
+        result(f"dropped_frames_during_update_{name}", runs[name]["late"])
 
 
 if __name__ == "__main__":

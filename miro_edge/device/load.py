@@ -1,5 +1,6 @@
 """The live path's load as a number in [0, 1]: the inference loop sets it, the idle policy reads it,
 in one process (:class:`LoadGauge`) or across processes (:class:`LoadFile`)."""
+import dataclasses
 import json
 import math
 import os
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Protocol
 
+from miro_edge.device.frame_gap import FrameSchedule
 from miro_edge.errors import InputError
 from miro_edge.utils.atomic import atomic_write_json
 
@@ -64,13 +66,18 @@ class LoadFile:
         self.stale_s = float(stale_s)
         self._last_write = 0.0
 
-    def publish(self, busy: float, fps: float, force: bool = False) -> bool:
-        """Write the load if ``every_s`` passed since the last write (or ``force``); return whether it wrote."""
+    def publish(self, busy: float, fps: float, force: bool = False,
+                schedule: Optional[FrameSchedule] = None) -> bool:
+        """Write the load (and the frame ``schedule`` of a paced loop, for ``FrameGap``) if
+        ``every_s`` passed since the last write (or ``force``); return whether it wrote."""
         now = time.time()
         if not force and now - self._last_write < self.every_s:
             return False
         self._last_write = now
-        payload = {"busy": max(0.0, min(1.0, float(busy))), "fps": float(fps), "pid": os.getpid(), "time": now}
+        payload: Dict[str, Any] = {"busy": max(0.0, min(1.0, float(busy))), "fps": float(fps), "pid": os.getpid(),
+                                   "time": now}
+        if schedule is not None:
+            payload["schedule"] = dataclasses.asdict(schedule)
         atomic_write_json(self.path, payload, perms=0o644)
         return True
 
@@ -87,6 +94,17 @@ class LoadFile:
 
     def busy(self) -> float:
         return float(self.read()["busy"])
+
+    def schedule(self) -> Optional[FrameSchedule]:
+        """The live loop's frame schedule, or None (no server, a stale file, an unpaced source)."""
+        try:
+            data = json.loads(self.path.read_text())
+            if time.time() - float(data["time"]) > self.stale_s or "schedule" not in data:
+                return None
+            s = data["schedule"]
+            return FrameSchedule(float(s["period_s"]), float(s["last_due_s"]), float(s["frame_s"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     get = busy  # reads like a LoadGauge, so ResourceMonitor(gauge=LoadFile(...)) sees another process's load
 

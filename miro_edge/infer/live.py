@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Union
 import numpy as np
 
 from miro_edge.config import field, require
+from miro_edge.device.frame_gap import FrameSchedule
 from miro_edge.errors import MiroEdgeError
 from miro_edge.infer.base import EngineOptions, InferenceEngine
 from miro_edge.infer.hotswap import FixedEngine, FrameGapGate, HotSwapper
@@ -228,7 +229,8 @@ class LoadMeter:
         self._busy: List[float] = []
         self._t: List[float] = []
 
-    def frame(self, latency_s: float, period_s: Optional[float]) -> None:
+    def frame(self, latency_s: float, period_s: Optional[float], due_s: Optional[float] = None) -> None:
+        """One frame: ``latency_s`` from its due time (``due_s``, on ``time.perf_counter``) to its prediction."""
         busy = 1.0 if not period_s else min(1.0, max(0.0, latency_s) / period_s)
         now = time.perf_counter()
         self._busy.append(busy)
@@ -238,7 +240,10 @@ class LoadMeter:
         level = float(np.percentile(self._busy, 90))
         fps = (len(self._t) - 1) / (self._t[-1] - self._t[0]) if len(self._t) > 1 and self._t[-1] > self._t[0] else 0.0
         if hasattr(self.sink, "publish"):
-            self.sink.publish(level, fps)
+            schedule = None
+            if period_s and due_s is not None:  # a paced loop: others may time their work around its frames
+                schedule = FrameSchedule(period_s, due_s + (time.monotonic() - time.perf_counter()), level * period_s)
+            self.sink.publish(level, fps, schedule=schedule)
         else:
             self.sink.set(level)
 
@@ -345,7 +350,7 @@ class LiveLoop:
                     self.on_prediction(_prediction(index, logits[0], self.engines.version, latency,
                                                    getattr(self.engines, "labels", None)))
                 if self.load is not None:
-                    self.load.frame(done - due, period)
+                    self.load.frame(done - due, period, due)
                 self.gate.frame_done()
                 self.engines.poll(index + 1)
                 if max_frames is not None and len(latencies) >= max_frames:

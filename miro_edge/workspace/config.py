@@ -49,6 +49,10 @@ class DaemonConfig:
                                          "them at once; 'nice': niceness only (training still takes a share of a "
                                          "contended core)")
 
+    frame_gap: bool = field(True, help="start each training batch in the gap between two live frames (the "
+                                       "schedule the serving process publishes in live/load.json), so that a "
+                                       "batch does not run while a frame is being inferred")
+
     def __post_init__(self) -> None:
         require(self.poll_s > 0, "poll_s", "must be > 0")
         require(0 <= self.nice <= 19, "nice", "must be in 0..19")

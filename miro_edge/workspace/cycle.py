@@ -82,6 +82,7 @@ class UpdateCycle:
         self._learner: Any = None
         self._recorder: Optional[Recorder] = None
         self.accept_store_loss = False
+        self.frame_gap: Any = None  # a FrameGap: each training batch starts between two live frames
         self._val: Optional[Tuple[int, np.ndarray, np.ndarray]] = None
         ws._stack.callback(self.close)
 
@@ -317,7 +318,7 @@ class UpdateCycle:
         tx, ty = self._cycle_samples(number)
         old = [c for c in sorted(self.store.class_counts()) if c < drain["labels_before"]]
         learner.begin(number)
-        callbacks = _control_callbacks(stop, gate)
+        callbacks = _control_callbacks(stop, gate, self.frame_gap)
         learner.trainer.callbacks = callbacks
         report = learner.learn(number, tx, ty, old, len(label_map))
         if any(getattr(cb, "stopped", False) for cb in callbacks):
@@ -423,10 +424,11 @@ def score_classes(model: Any, x: np.ndarray, y: np.ndarray, label_map: LabelMap)
     return {str(label_map.label(int(c))): float((pred[y == c] == c).mean()) for c in np.unique(y)}
 
 
-def _control_callbacks(stop: Optional[Callable[[], bool]], gate: Any) -> List[Any]:
-    """Batch-boundary hooks: pause while the live path is busy (``gate``), stop on request."""
-    if stop is None and gate is None:
+def _control_callbacks(stop: Optional[Callable[[], bool]], gate: Any, gap: Any = None) -> List[Any]:
+    """Batch-boundary hooks: pause while the live path is busy (``gate``), start each batch between
+    two live frames (``gap``, a ``FrameGap``), stop on request."""
+    if stop is None and gate is None and gap is None:
         return []
     from miro_edge.workspace.control import BatchControl
 
-    return [BatchControl(stop, gate)]
+    return [BatchControl(stop, gate, gap=gap)]

@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable, Dict, Optional
 
 from miro_edge.controller.idle import IdleGate, IdlePolicy
+from miro_edge.device.frame_gap import FrameGap
 from miro_edge.device.priority import yield_cpu
 from miro_edge.device.resources import ResourceMonitor
 from miro_edge.workspace.cycle import CycleStopped
@@ -47,6 +48,7 @@ def run_daemon(ws: Workspace, log: Callable[[str], None], max_cycles: Optional[i
         previous = signal.signal(signal.SIGTERM, handler), signal.signal(signal.SIGINT, handler)
     monitor = ResourceMonitor(gauge=load_file(ws.root))
     gate = IdleGate(IdlePolicy(ws.config.daemon.idle), monitor.snapshot)
+    gap = FrameGap(load_file(ws.root)) if ws.config.daemon.frame_gap else None
     poll = ws.config.daemon.poll_s
     cycles, stopped_cycles, t0 = 0, 0, time.monotonic()
     log(f"daemon on {ws.root} (pid-locked; {priority}); idle when live load <= "
@@ -67,20 +69,23 @@ def run_daemon(ws: Workspace, log: Callable[[str], None], max_cycles: Optional[i
                 stop.wait(poll)
                 continue
             try:
-                result = ws.update(progress=lambda line: logger.info("%s", line), stop=stop.is_set, gate=gate)
+                result = ws.update(progress=lambda line: logger.info("%s", line), stop=stop.is_set, gate=gate,
+                                   frame_gap=gap)
             except CycleStopped as exc:
                 stopped_cycles += 1
                 log(f"cycle stopped: {exc}")
                 break
             cycles += 1
             if result is not None:
-                log("cycle {}: {} new samples ({}), val acc {:.3f}, {} v{:06d} ({}), {:.1f} J {}, paused {:.1f} s".format(
+                log("cycle {}: {} new samples ({}), val acc {:.3f}, {} v{:06d} ({}), {:.1f} J {}, paused {:.1f} s{}".format(
                     result.cycle, result.new_samples, reason, result.val_accuracy,
                     "published" if result.published else "rejected", result.version or 0, result.publish_reason,
-                    result.energy_j + result.profile_energy_j, result.energy_label, gate.paused_s))
+                    result.energy_j + result.profile_energy_j, result.energy_label, gate.paused_s,
+                    "" if gap is None else f", {gap.waits} batches waited {gap.waited_s:.2f} s for a frame gap"))
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous[0])
             signal.signal(signal.SIGINT, previous[1])
     log(f"daemon stopped after {cycles} cycles")
-    return {"cycles": cycles, "stopped_cycles": stopped_cycles, "paused_s": gate.paused_s}
+    return {"cycles": cycles, "stopped_cycles": stopped_cycles, "paused_s": gate.paused_s,
+            "frame_gap_waited_s": 0.0 if gap is None else gap.waited_s}

@@ -136,8 +136,10 @@ class Workspace:
         return self.inbox.waiting()[0]
 
     def update(self, progress: Optional[Progress] = None, stop: Optional[Callable[[], bool]] = None,
-               gate: Any = None, accept_store_loss: bool = False) -> Any:
+               gate: Any = None, accept_store_loss: bool = False, frame_gap: Any = None) -> Any:
         """Run one update cycle (or finish the one a kill interrupted); see ``cycle.UpdateCycle``.
+        ``gate`` (an ``IdleGate``) pauses training at a batch boundary while the live path is busy;
+        ``frame_gap`` (a ``FrameGap``) starts each batch between two live frames.
 
         Returns a ``CycleResult``; ``None`` when there was nothing to learn."""
         self._check_writer()
@@ -146,6 +148,7 @@ class Workspace:
 
             self._cycle = UpdateCycle(self)
         self._cycle.accept_store_loss = accept_store_loss
+        self._cycle.frame_gap = frame_gap
         return self._cycle.run(progress or (lambda line: None), stop, gate)
 
     def record(self, kind: str, **fields: Any) -> None:

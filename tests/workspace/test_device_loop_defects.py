@@ -233,9 +233,21 @@ def test_the_live_loop_sets_the_load_the_idle_policy_reads(tmp_path, data):
     ws_dir = Workspace.init(tmp_path / "ws", _config(daemon={"poll_s": 0.1, "idle": {"max_live_load": 0.5}}))
     x, y = data
     Workspace.open(ws_dir, writer=False).ingest(x[y == 1], ["one"] * int((y == 1).sum()))
-    LoadFile(ws_dir / "live" / "load.json").publish(0.9, 25.0, force=True)  # the server is busy
-    out = subprocess.run([sys.executable, "-m", "miro_edge", "daemon", str(ws_dir), "--timeout", "3"],
-                         capture_output=True, text=True)
+    serving = threading.Event()
+
+    def busy_server():  # a server keeps publishing its load (a file left alone goes stale: idle)
+        while not serving.wait(0.5):
+            LoadFile(ws_dir / "live" / "load.json").publish(0.9, 25.0, force=True)
+
+    LoadFile(ws_dir / "live" / "load.json").publish(0.9, 25.0, force=True)
+    server = threading.Thread(target=busy_server)
+    server.start()
+    try:
+        out = subprocess.run([sys.executable, "-m", "miro_edge", "daemon", str(ws_dir), "--timeout", "3"],
+                             capture_output=True, text=True)
+    finally:
+        serving.set()
+        server.join()
     assert out.returncode == 0 and "after 0 cycles" in out.stdout, out.stdout  # waited, never trained
     LoadFile(ws_dir / "live" / "load.json").publish(0.1, 25.0, force=True)
     out = subprocess.run([sys.executable, "-m", "miro_edge", "daemon", str(ws_dir), "--max-cycles", "1",
