@@ -10,7 +10,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, Type, TypeVar, Union
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, Type, TypeVar, Union, cast
 
 from miro_edge.events import EVENT_TYPES, Event, kinds_of, parse_event, type_problems
 
@@ -38,7 +38,7 @@ class Recorder:
         A value the results file cannot hold as its declared type is a ``TypeError`` here, at the
         writer, not a line readers later reject. Returns the line as a reader will decode it."""
         cls = type(event)
-        if EVENT_TYPES.get(getattr(cls, "KIND", None)) is not cls:  # type: ignore[arg-type]
+        if not isinstance(event, Event) or EVENT_TYPES.get(cls.KIND) is not cls:
             raise TypeError(f"Recorder.write takes a registered miro_edge.events type, got {event!r}")
         line = {"kind": cls.KIND, "time": time.time()}
         line.update(event.fields())
@@ -65,7 +65,7 @@ class Recorder:
 
     def of_type(self, cls: Type[E]) -> List[E]:
         """The events written so far of one type, as dataclasses."""
-        return [parse_event(e) for e in self.of_kind(cls)]  # type: ignore[misc]
+        return [cast(E, parse_event(e)) for e in self.of_kind(cls)]
 
     def close(self) -> None:
         if self._handle is not None:
@@ -109,11 +109,8 @@ def read_timed(path: Union[str, Path], *kinds: Type[E]) -> Iterator[Tuple[float,
                                "wrote them?)", path, kind)
             continue
         if kind in wanted:
-            try:
-                stamp = float(line.get("time", float("nan")))
-            except (TypeError, ValueError):
-                stamp = float("nan")
-            yield stamp, parse_event(line)  # type: ignore[misc]
+            stamp = line.get("time")
+            yield (float(stamp) if isinstance(stamp, (int, float)) else float("nan")), cast(E, parse_event(line))
 
 
 def read_typed(path: Union[str, Path], *kinds: Type[E]) -> Iterator[E]:
