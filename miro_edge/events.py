@@ -55,6 +55,79 @@ class Event:
         return tuple(f.name for f in dataclasses.fields(cls))
 
 
+# -------------------------------------------------------------------------------- checking
+def type_name(hint: Any) -> str:
+    """``Optional[float]`` -> ``float or null``: a field's type as the docs and errors show it."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return "any"
+    if origin is Union:
+        names = [type_name(a) for a in args if a is not type(None)]
+        text = " or ".join(names)
+        return text + " or null" if type(None) in args else text
+    if origin in (list, List):
+        return f"list of {type_name(args[0])}"
+    if origin in (dict, Dict):
+        return f"object of {type_name(args[1])}"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a decoded JSON value fits a field's type (ints count as floats; bools are not ints)."""
+    if hint is Any:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union:
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin in (list, List):
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin in (dict, Dict):
+        return isinstance(value, dict) and all(isinstance(k, str) and _fits(v, args[1]) for k, v in value.items())
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    raise TypeError(f"event field type {hint!r} is not one the results file can hold")
+
+
+def _supported(hint: Any) -> bool:
+    if hint is Any or hint in (int, float, str, bool, type(None)):
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    return origin in (Union, list, dict) and all(_supported(a) for a in args) and (origin is not dict or args[0] is str)
+
+
+_HINTS: Dict[Type[Event], Dict[str, Any]] = {}
+
+
+def field_types(cls: Type[Event]) -> Dict[str, Any]:
+    """Field name -> type hint, in declaration order."""
+    if cls not in _HINTS:
+        hints = typing.get_type_hints(cls)
+        _HINTS[cls] = {name: hints[name] for name in cls.field_names()}
+    return _HINTS[cls]
+
+
+def _required(cls: Type[Event]) -> List[str]:
+    return [f.name for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+
+
+def type_problems(cls: Type[Event], values: Mapping[str, Any]) -> List[str]:
+    """Each field of ``values`` whose value does not fit ``cls``'s declared type, described."""
+    out = []
+    for name, hint in field_types(cls).items():
+        if name in values and not _fits(values[name], hint):
+            shown = repr(values[name])
+            out.append("{} should be {}, got {}{}".format(name, type_name(hint), shown[:60],
+                                                          "..." if len(shown) > 60 else ""))
+    return out
+
+
 def register(cls: Type[E]) -> Type[E]:
     """Class decorator: add a frozen ``Event`` dataclass to ``EVENT_TYPES`` under its ``KIND``."""
     params = getattr(cls, "__dataclass_params__", None)
@@ -68,6 +141,10 @@ def register(cls: Type[E]) -> Type[E]:
     clash = set(cls.field_names()) & set(_ENVELOPE)
     if clash:
         raise TypeError(f"{cls.__name__}: fields {sorted(clash)} are the recorder's own")
+    odd = [name for name, hint in field_types(cls).items() if not _supported(hint)]
+    if odd:
+        raise TypeError(f"{cls.__name__}: fields {odd} have types JSON cannot hold (int, float, str, bool, "
+                        "Optional, List, Dict[str, ...], Any)")
     EVENT_TYPES[cls.KIND] = cls
     return cls
 
@@ -423,72 +500,6 @@ class BudgetInfeasibleEvent(Event):
     reason: str
 
 
-# -------------------------------------------------------------------------------- checking
-def type_name(hint: Any) -> str:
-    """``Optional[float]`` -> ``float or null``: a field's type as the docs and errors show it."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return "any"
-    if origin is Union:
-        names = [type_name(a) for a in args if a is not type(None)]
-        text = " or ".join(names)
-        return text + " or null" if type(None) in args else text
-    if origin in (list, List):
-        return f"list of {type_name(args[0])}"
-    if origin in (dict, Dict):
-        return f"object of {type_name(args[1])}"
-    return getattr(hint, "__name__", str(hint))
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether a decoded JSON value fits a field's type (ints count as floats; bools are not ints)."""
-    if hint is Any:
-        return True
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Union:
-        return any(_fits(value, a) for a in args)
-    if hint is type(None):
-        return value is None
-    if origin in (list, List):
-        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
-    if origin in (dict, Dict):
-        return isinstance(value, dict) and all(isinstance(k, str) and _fits(v, args[1]) for k, v in value.items())
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint in (str, bool):
-        return isinstance(value, hint)
-    raise TypeError(f"event field type {hint!r} is not one the results file can hold")
-
-
-_HINTS: Dict[Type[Event], Dict[str, Any]] = {}
-
-
-def field_types(cls: Type[Event]) -> Dict[str, Any]:
-    """Field name -> type hint, in declaration order."""
-    if cls not in _HINTS:
-        hints = typing.get_type_hints(cls)
-        _HINTS[cls] = {name: hints[name] for name in cls.field_names()}
-    return _HINTS[cls]
-
-
-def _required(cls: Type[Event]) -> List[str]:
-    return [f.name for f in dataclasses.fields(cls)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-
-
-def type_problems(cls: Type[Event], values: Mapping[str, Any]) -> List[str]:
-    """Each field of ``values`` whose value does not fit ``cls``'s declared type, described."""
-    out = []
-    for name, hint in field_types(cls).items():
-        if name in values and not _fits(values[name], hint):
-            shown = repr(values[name])
-            out.append("{} should be {}, got {}{}".format(name, type_name(hint), shown[:60],
-                                                          "..." if len(shown) > 60 else ""))
-    return out
-
-
 _OTHER_VERSION = ("; was the file written by another miro_edge version? Read it with that version, "
                   "or re-run to write it again")
 
@@ -521,7 +532,7 @@ def parse_event(line: Mapping[str, Any]) -> Event:
     if problems:
         raise InputError(f"{kind} event: {'; '.join(problems)}" + _OTHER_VERSION)
     hints = field_types(cls)
-    for name, value in values.items():  # JSON writes 2.0 as 2.0 but an int given as a float as 2
+    for name, value in values.items():  # a writer that passed 2 for a float field wrote 2, not 2.0
         if hints[name] in (float, Optional[float]) and isinstance(value, int) and not isinstance(value, bool):
             values[name] = float(value)
     return cls(**values)

@@ -83,7 +83,13 @@ def test_each_kind_is_declared_once_and_written_by_the_library():
         @register
         class Loose(Event):
             KIND: typing.ClassVar[str] = "loose"
-    assert "loose" not in EVENT_TYPES and EVENT_TYPES["apply"] is ApplyEvent
+    with pytest.raises(TypeError, match="JSON cannot hold"):  # a tuple would come back a list
+        @register
+        @dataclasses.dataclass(frozen=True)
+        class Pairs(Event):
+            KIND: typing.ClassVar[str] = "pairs"
+            allowed: typing.Tuple[int, int]
+    assert "loose" not in EVENT_TYPES and "pairs" not in EVENT_TYPES and EVENT_TYPES["apply"] is ApplyEvent
 
 
 def _apply_line(**change: Any) -> dict:
