@@ -32,8 +32,9 @@ from miro_edge.config import from_dict
 from miro_edge.controller import bytes_per_sample, measure_overhead_bytes
 from miro_edge.controller.grid import Candidate
 from miro_edge.controller.scorer import ScorerConfig, Trial, create_scorer
+from miro_edge.events import Event, TaskEvent, TrialEvent
 from miro_edge.model.architectures import create_model
-from miro_edge.recorder import read_events
+from miro_edge.recorder import read_typed
 from miro_edge.session import SessionConfig, run_session
 
 DATASETS = {"digits": dict(WORKLOADS["digits"], room_samples=600),
@@ -59,12 +60,12 @@ EPOCHS = {"full": 20, "quick": 10}
 Row = Tuple[float, float, float]  # final accuracy, training J, profiling J (one run)
 
 
-def run(ds: dict, seed: int, memory: dict, controller: dict, epochs: int) -> Tuple[float, float, float, List[dict]]:
+def run(ds: dict, seed: int, memory: dict, controller: dict, epochs: int) -> Tuple[float, float, float, List[Event]]:
     raw = session_raw(ds, seed, dict(memory, swap=SWAP), controller=controller, energy={"source": "auto"})
     raw["train"]["epochs"] = epochs
     with tempfile.TemporaryDirectory(prefix="miro-ce-") as tmp:
         res = run_session(from_dict(SessionConfig, raw), out_dir=tmp)
-        events = list(read_events(tmp + "/results.jsonl"))
+        events = list(read_typed(tmp + "/results.jsonl", TaskEvent, TrialEvent))
     return res.final_average_accuracy, res.energy_j, res.profile_energy_j, events
 
 
@@ -82,9 +83,9 @@ def dominated_by(rows: Dict[str, List[Row]], fixed: List[str]) -> List[str]:
     return out
 
 
-def choices(events: List[dict]) -> str:
+def choices(events: List[Event]) -> str:
     """The controller's per-task (EM, SB) as applied, e.g. ``0/64 20/64 ...``."""
-    per_task = {e["task_id"]: "{}/{}".format(e["em_size"], e["sb_size"]) for e in events if e["kind"] == "task"}
+    per_task = {e.task_id: f"{e.em_size}/{e.sb_size}" for e in events if isinstance(e, TaskEvent)}
     return " ".join(per_task[t] for t in sorted(per_task))
 
 
@@ -95,7 +96,7 @@ def evaluate(name: str, ds: dict, seeds: List[int], epochs: int, scorer) -> Dict
     per_task: List[str] = []
     label = "estimated"
 
-    def add(key: str, out: Tuple[float, float, float, List[dict]]) -> None:
+    def add(key: str, out: Tuple[float, float, float, List[Event]]) -> None:
         rows.setdefault(key, []).append(out[:3])
 
     grid: List[Tuple[int, int]] = []
@@ -104,10 +105,10 @@ def evaluate(name: str, ds: dict, seeds: List[int], epochs: int, scorer) -> Dict
         add("controller", out)
         per_task.append(f"seed {seed}: {choices(out[3])}")
         if not grid:  # the first seed's last grid: the same fixed configs for every seed
-            last = max(e["task_id"] for e in out[3] if e["kind"] == "trial")
-            grid = sorted({(e["em_size"], e["sb_size"]) for e in out[3]
-                           if e["kind"] == "trial" and e["task_id"] == last and e["status"] != "blacklisted"})
-        label = [e["energy_label"] for e in out[3] if e["kind"] == "task"][-1]
+            tried = [e for e in out[3] if isinstance(e, TrialEvent)]
+            last = max(t.task_id for t in tried)
+            grid = sorted({(t.em_size, t.sb_size) for t in tried if t.task_id == last and t.status != "blacklisted"})
+        label = [e.energy_label for e in out[3] if isinstance(e, TaskEvent)][-1]
         maxfit = run(ds, seed, {"em_size": 50}, dict(ctl, policy="max_fit"), epochs)
         add("max_fit", maxfit)
         per_task.append(f"seed {seed} max-fit: {choices(maxfit[3])}")

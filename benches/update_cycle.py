@@ -18,6 +18,9 @@ import numpy as np
 import yaml
 from _common import parser, result
 
+from miro_edge.events import CycleEvent, CycleStepEvent
+from miro_edge.recorder import read_timed
+
 CONFIG = """
 train: {{width: 16, epochs: {epochs}, threads: 1, seed: 0}}
 memory: {{em_size: 100, val_fraction: 0.1}}
@@ -71,12 +74,11 @@ def during_phase(tmp, ws, variant):
     print(f"[{variant}] slowest frames during the cycle (s after daemon start, ms, version):",
           [(round(q["time"] - t0, 2), q["latency_ms"], q["version"]) for q in slow])
     steps, steps_at, cycle = {}, [], None
-    for line in (ws / "results.jsonl").read_text().splitlines():
-        ev = json.loads(line)
-        if ev["kind"] == "cycle_step" and ev["cycle"] == 1:
-            steps[ev["step"]] = ev["seconds"]
-            steps_at.append((ev["step"], round(ev["time"] - t0, 2)))
-        if ev["kind"] == "cycle" and ev["cycle"] == 1:
+    for stamp, ev in read_timed(ws / "results.jsonl", CycleStepEvent, CycleEvent):
+        if isinstance(ev, CycleStepEvent) and ev.cycle == 1:
+            steps[ev.step] = ev.seconds
+            steps_at.append((ev.step, round(stamp - t0, 2)))
+        if isinstance(ev, CycleEvent) and ev.cycle == 1:
             cycle = ev
     print(f"[{variant}] steps finished at (s after daemon start):", steps_at)
     return {"steps": steps, "cycle": cycle, "daemon": daemon, "lat": lat, "late": dropped_late, "wall_s": t1 - t0}
@@ -119,14 +121,13 @@ def main():
     main_run = runs["default"]
     steps, cycle, daemon, lat, dropped_late = (main_run[k] for k in ("steps", "cycle", "daemon", "lat", "late"))
     print(f"update cycle (daemon, another process): {main_run['wall_s']:.1f} s wall; steps {({k: round(v, 2) for k, v in steps.items()})}")
-    print("  training energy {:.1f} J ({}), profile {:.1f} J; published: {}".format(
-        cycle["energy_j"], cycle["energy_label"], cycle["profile_energy_j"], cycle["published"]))
+    print(f"  training energy {cycle.energy_j:.1f} J ({cycle.energy_label}), profile {cycle.profile_energy_j:.1f} J; published: {cycle.published}")
     print("  daemon: " + daemon.stdout.strip().splitlines()[-2])
     print(f"live loop at {FPS:.0f} fps: idle p50 {np.percentile(idle_lat, 50):.2f} ms p99 {np.percentile(idle_lat, 99):.2f} ms ({len(idle_lat)} frames, dropped {idle_dropped}); during the cycle "
           f"p50 {np.percentile(lat, 50):.2f} ms p99 {np.percentile(lat, 99):.2f} ms ({len(lat)} frames, late {dropped_late})")
     for name in ("drained", "trained", "exported", "published"):
         result(f"update_step_{name}_s", round(steps.get(name, float("nan")), 3))
-    result("update_energy_j", round(cycle["energy_j"] + cycle["profile_energy_j"], 2))
+    result("update_energy_j", round(cycle.energy_j + cycle.profile_energy_j, 2))
     result("live_p50_idle_ms", round(float(np.percentile(idle_lat, 50)), 3))
     result("live_p99_idle_ms", round(float(np.percentile(idle_lat, 99)), 3))
     result("live_p99_during_update_ms", round(float(np.percentile(lat, 99)), 3))

@@ -20,6 +20,7 @@ from miro_edge.data.sources import load_source
 from miro_edge.data.stream import ClassIncrementalStream, StreamConfig, Task
 from miro_edge.energy.config import MeterConfig
 from miro_edge.errors import ConfigError, InputError
+from miro_edge.events import TaskEvent
 from miro_edge.memory.config import MemoryConfig
 from miro_edge.train.metrics import AccuracyMatrix
 from miro_edge.train.trainer import TrainConfig, accuracy
@@ -177,7 +178,7 @@ def run_session(config: SessionConfig, out_dir: Optional[str] = None,
             record.data["tasks"].append(result.__dict__)
             record.save()
             results.append(result)
-            ws.record("task", **result.__dict__)
+            ws.write(TaskEvent(**result.__dict__))
             if on_task is not None:
                 on_task(result)
     matrix = AccuracyMatrix()

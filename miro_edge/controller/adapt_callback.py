@@ -4,7 +4,8 @@ the trained model to the forgetting evidence when the fit ends."""
 from typing import TYPE_CHECKING, Optional
 
 from miro_edge.controller.adapt import BudgetDecision, SwapRatioAdapter
-from miro_edge.controller.report import SwapRatioEvent
+from miro_edge.controller.report import swap_ratio_event
+from miro_edge.events import BudgetInfeasibleEvent
 from miro_edge.memory.swap import SwapWorker
 from miro_edge.train.callbacks import BatchInfo, TaskContext, TrainCallback
 
@@ -42,16 +43,15 @@ class AdaptCallback(TrainCallback):
             change = self.adapter.observe(self.worker.take_window())
             if change is not None:
                 self.worker.set_swap_ratio(change.new)
-                event = SwapRatioEvent.from_change(self.task_id, change)
-                self.controller.recorder.record(event.KIND, **event.fields())
+                self.controller.recorder.write(swap_ratio_event(self.task_id, change))
         budget = self.controller.budget.bytes()
         if budget == self._checked_budget:  # decide once per budget value, not every window
             return
         self._checked_budget = budget
         decision = self.controller.budget_decision()
         if decision is not None and decision.candidate is None:
-            self.controller.recorder.record("budget_infeasible", task_id=self.task_id, budget_bytes=budget,
-                                            reason=decision.reason)
+            self.controller.recorder.write(BudgetInfeasibleEvent(task_id=self.task_id, budget_bytes=budget,
+                                                                 reason=decision.reason))
         if decision is not None and decision.candidate is not None:
             self.switch = decision
             ctx.stopped = True

@@ -76,12 +76,6 @@ class CandidateRule:
     keep_floor: int
     reason: str
 
-    def fields(self) -> Dict[str, object]:
-        return {"task_id": self.task_id, "tau": self.tau, "evidence": self.evidence,
-                "predicted": {"{}/{}".format(*k): v for k, v in sorted(self.predicted.items())},
-                "allowed": ["{}/{}".format(*k) for k in self.allowed], "keep_floor": self.keep_floor,
-                "reason": self.reason}
-
 
 def _saturation(n: float, tau: float) -> float:
     return 1.0 - math.exp(-n / tau)

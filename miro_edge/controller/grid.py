@@ -19,7 +19,7 @@ profiled that fits, without profiling again).
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Mapping, Optional, Sequence, Tuple
 
 from miro_edge.config import field, require
 from miro_edge.errors import InputError, MiroEdgeError
@@ -285,13 +285,3 @@ def best_fitting(trials: Sequence["Trial"], budget_bytes: int, scorer: "Scorer")
         return None
     return scorer.choose(fitting)
 
-
-def describe_grid(grid: Grid) -> Dict[str, object]:
-    """A JSON-ready summary of the grid for the recorder."""
-    return {
-        "em_sizes": list(grid.em_sizes),
-        "sb_sizes": list(grid.sb_sizes),
-        "candidates": len(grid.candidates),
-        "blacklisted": len(grid.blacklisted),
-        "memory_budget_bytes": grid.memory_budget_bytes,
-    }

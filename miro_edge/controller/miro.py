@@ -22,9 +22,9 @@ from miro_edge.controller.adapt_callback import AdaptCallback
 from miro_edge.controller.config import POLICIES, ControllerConfig
 from miro_edge.controller.footprint import MB, MemoryBudget, bytes_per_sample, measure_overhead_bytes
 from miro_edge.controller.forgetting import ForgettingModel, PerClass
-from miro_edge.controller.grid import Candidate, Grid, GridInputs, build_grid, describe_grid, fits, max_fit
+from miro_edge.controller.grid import Candidate, Grid, GridInputs, build_grid, fits, max_fit
 from miro_edge.controller.idle import IdleGate, IdlePolicy
-from miro_edge.controller.report import ChoiceEvent, TrialEvent
+from miro_edge.controller.report import choice_event, em_rule_event, grid_event, trial_event
 from miro_edge.controller.scorer import Choice, NoViableCandidateError, Trial, TrialStatus, create_scorer
 from miro_edge.controller.trials import (
     TrialRun,
@@ -35,6 +35,13 @@ from miro_edge.controller.trials import (
     validation_slice,
 )
 from miro_edge.errors import MiroEdgeError
+from miro_edge.events import (
+    ChoiceEvent,
+    ForgettingEvidenceEvent,
+    IdlePauseEvent,
+    ProfileEnergyEvent,
+    ProfileEvent,
+)
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.swap import SwapConfig, SwapWorker
 from miro_edge.memory.types import SampleSource
@@ -131,9 +138,9 @@ class MiroController:
         if passes and runs and result.energy_j > 0:  # learn what each run costs besides its training
             j_per_pass = result.energy_j / passes
             self._fixed_passes_per_run = max(0.0, total.energy_j - result.energy_j) / j_per_pass / runs
-        self.recorder.record("profile_energy", task_id=task_id, energy_j=total.energy_j, energy_label=total.label,
-                             energy_source=total.source, trial_windows_j=result.energy_j,
-                             seconds=total.duration_s, fixed_passes_per_run=self._fixed_passes_per_run)
+        self.recorder.write(ProfileEnergyEvent(
+            task_id=task_id, energy_j=total.energy_j, energy_label=total.label, energy_source=total.source,
+            trial_windows_j=result.energy_j, seconds=total.duration_s, fixed_passes_per_run=self._fixed_passes_per_run))
         return dataclasses.replace(result, energy_j=total.energy_j, energy_label=total.label)
 
     def _profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray,
@@ -150,7 +157,7 @@ class MiroController:
         fixed = self._fixed_passes_per_run * runs_planned
         ratio = profile_data_ratio(self.config, [c.em_size + c.sb_size for c in candidates], len(task_y),
                                    self.train_config.epochs, fixed)
-        self.recorder.record("grid", task_id=task_id, data_ratio=ratio, fixed_passes=fixed, **describe_grid(grid))
+        self.recorder.write(grid_event(task_id, grid, ratio, fixed))
         energy = 0.0
         label: Optional[str] = None
         val_x, val_y = self.validation_slice(store, list(old_classes) + new_classes, task_id)
@@ -207,22 +214,22 @@ class MiroController:
         if self.config.trial_energy == "extrapolated":
             trials = extrapolate_energy(trials, self._passes, self.train_config.epochs)
         for trial in trials:
-            event = TrialEvent.from_trial(task_id, trial)
-            self.recorder.record(event.KIND, **event.fields())
+            self.recorder.write(trial_event(task_id, trial))
         try:
             choice: Optional[Choice] = self.scorer.choose(trials)
             candidate, reason = choice.candidate, choice.reason + rule_reason
             choice = dataclasses.replace(choice, reason=reason)
-            event = ChoiceEvent.from_choice(task_id, choice)
+            event = choice_event(task_id, choice)
         except NoViableCandidateError as exc:
             choice, candidate = None, max_fit(inputs.memory_budget_bytes, inputs, self.config.grid)
             reason = f"{exc}; applying max-fit {candidate.label()} for this budget"
             logger.warning("task %d: %s", task_id, reason)
             event = ChoiceEvent(task_id, candidate.em_size, candidate.sb_size, "max_fit_fallback", reason, None)
-        self.recorder.record(event.KIND, **event.fields())
+        self.recorder.write(event)
         seconds = time.perf_counter() - t0
-        self.recorder.record("profile", task_id=task_id, energy_j=energy, energy_label=label, seconds=seconds,
-                             candidates=len(grid.candidates), blacklisted=len(grid.blacklisted), data_ratio=ratio)
+        self.recorder.write(ProfileEvent(task_id=task_id, energy_j=energy, energy_label=label, seconds=seconds,
+                                         candidates=len(grid.candidates), blacklisted=len(grid.blacklisted),
+                                         data_ratio=ratio))
         logger.info("task %d: profiled %d candidates in %.1fs (%.2f J %s): %s", task_id, len(grid.candidates),
                     seconds, energy, label, reason)
         self.trials = trials
@@ -256,13 +263,11 @@ class MiroController:
         trials = trials + [Trial(c, None, None, "none", None, TrialStatus.SKIPPED, "profiling skipped: " + reason)
                            for c in candidates]
         for trial in trials:
-            event = TrialEvent.from_trial(task_id, trial)
-            self.recorder.record(event.KIND, **event.fields())
-        event = ChoiceEvent(task_id, candidate.em_size, candidate.sb_size, "forgetting_rule", reason, None)
-        self.recorder.record(event.KIND, **event.fields())
+            self.recorder.write(trial_event(task_id, trial))
+        self.recorder.write(ChoiceEvent(task_id, candidate.em_size, candidate.sb_size, "forgetting_rule", reason, None))
         seconds = time.perf_counter() - t0
-        self.recorder.record("profile", task_id=task_id, energy_j=0.0, energy_label=None, seconds=seconds,
-                             candidates=len(candidates), blacklisted=0, data_ratio=0.0)
+        self.recorder.write(ProfileEvent(task_id=task_id, energy_j=0.0, energy_label=None, seconds=seconds,
+                                         candidates=len(candidates), blacklisted=0, data_ratio=0.0))
         self._profile_work = (0, 0)
         self.trials = trials
         self.current = candidate
@@ -286,7 +291,7 @@ class MiroController:
                     candidates.append(extra)
         rule = self.forgetting.rule(task_id, [c.key for c in candidates], PerClass(dict(inputs.class_counts)),
                                     len(new_classes), held_em)
-        self.recorder.record("em_rule", **rule.fields())
+        self.recorder.write(em_rule_event(rule))
         allowed = set(rule.allowed)
         kept = [c for c in candidates if c.key in allowed]
         skipped = [Trial(c, None, None, "none", None, TrialStatus.SKIPPED, f"not allowed by the forgetting rule ({rule.reason})") for c in candidates if c.key not in allowed]
@@ -308,9 +313,10 @@ class MiroController:
         new_acc = float((pred[~is_old] == val_y[~is_old]).mean())
         new = len(set(val_y[~is_old].tolist()))
         obs = self.forgetting.observe(task_id, em_size / len(old), sb_size / new, old_acc, new_acc)
-        self.recorder.record("forgetting_evidence", task_id=task_id, em_size=em_size, sb_size=sb_size,
-                             per_class=em_size / len(old), sb_per_class=sb_size / new, old_accuracy=old_acc,
-                             new_accuracy=new_acc, tau=None if obs is None else obs.tau, model_tau=self.forgetting.tau)
+        self.recorder.write(ForgettingEvidenceEvent(
+            task_id=task_id, em_size=em_size, sb_size=sb_size, per_class=em_size / len(old), sb_per_class=sb_size / new,
+            old_accuracy=old_acc, new_accuracy=new_acc, tau=None if obs is None else obs.tau,
+            model_tau=self.forgetting.tau))
 
     def validation_slice(self, store: SampleSource, classes: Sequence[int],
                          task_id: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -326,8 +332,8 @@ class MiroController:
         while not self.stop.is_set():
             result = self.gate.wait_until_allowed(self.stop, poll_s=self.config.idle_poll_s, timeout_s=3600.0)
             if result.waited_s > 0:
-                self.recorder.record("idle_pause", waited_s=result.waited_s, allowed=result.allowed,
-                                     reason=result.reason)
+                self.recorder.write(IdlePauseEvent(waited_s=result.waited_s, allowed=result.allowed,
+                                                   reason=result.reason))
             if result.allowed:
                 return True
         return False

@@ -8,7 +8,7 @@ from miro_edge.controller.config import POLICIES, ControllerConfig
 from miro_edge.controller.footprint import MB
 from miro_edge.controller.grid import max_fit
 from miro_edge.controller.miro import MiroController, ProfileResult
-from miro_edge.controller.report import ChoiceEvent
+from miro_edge.events import ChoiceEvent
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.swap import SwapConfig
 from miro_edge.memory.types import SampleSource
@@ -28,7 +28,7 @@ class MaxFitPolicy(MiroController):
         candidate = max_fit(inputs.memory_budget_bytes, inputs, self.config.grid)
         reason = f"max-fit: the largest EM and SB within {inputs.memory_budget_bytes / MB:.2f} MB"
         event = ChoiceEvent(task_id, candidate.em_size, candidate.sb_size, "max_fit", reason, None)
-        self.recorder.record(event.KIND, **event.fields())
+        self.recorder.write(event)
         self.current = candidate
         self.profiled_swap_ratio = swap.swap_ratio
         return ProfileResult(task_id, candidate, reason, None, [], 0.0, self.meter.label, 0.0)

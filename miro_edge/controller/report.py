@@ -1,143 +1,69 @@
 """Controller events in the results file, and the report drawn from them.
 
 The profiler records one ``trial`` event per grid point (blacklisted ones included), one
-``choice`` event per decision and one ``swap_ratio`` event per ratio change; the dataclasses
-below fix their field names, so writer and reader cannot drift apart::
+``choice`` event per decision and one ``swap_ratio`` event per ratio change. Their dataclasses
+are declared with every other kind in ``miro_edge.events``; the functions below build them from
+the controller's own types::
 
-    ev = TrialEvent.from_trial(task_id, trial)
-    recorder.record(ev.KIND, **ev.fields())
+    recorder.write(trial_event(task_id, trial))
 
 ``write_report`` reads a results JSONL, draws one PNG per task (accuracy against energy of
 every candidate, the cutline, the chosen point) and returns a plain-text summary table.
 matplotlib is imported only when plotting (extra ``report``).
 """
-import dataclasses
 import io
 import logging
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from miro_edge.controller.adapt import RatioChange
+from miro_edge.controller.forgetting import CandidateRule
+from miro_edge.controller.grid import Grid
 from miro_edge.controller.scorer import Choice, Trial, TrialStatus
 from miro_edge.errors import InputError
-from miro_edge.recorder import read_events
+from miro_edge.events import ChoiceEvent, EmRuleEvent, GridEvent, SwapRatioEvent, TrialEvent
+from miro_edge.recorder import read_typed
 from miro_edge.utils.atomic import atomic_write, atomic_write_bytes
 from miro_edge.utils.optional import require
 
 logger = logging.getLogger(__name__)
 _MB = 1024.0 * 1024.0
 
-TRIAL_KIND = "trial"
-CHOICE_KIND = "choice"
-SWAP_RATIO_KIND = "swap_ratio"
+
+def trial_event(task_id: int, trial: Trial) -> TrialEvent:
+    """The ``trial`` event of one profiled (or blacklisted, skipped) candidate."""
+    c = trial.candidate
+    return TrialEvent(task_id, c.em_size, c.sb_size, c.memory_bytes, trial.accuracy, trial.energy_j,
+                      trial.energy_label, trial.seconds, trial.status, trial.reason)
 
 
-def _fields_of(cls: Any) -> Tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+def choice_event(task_id: int, choice: Choice) -> ChoiceEvent:
+    """The ``choice`` event of a scorer's decision."""
+    return ChoiceEvent(task_id, choice.candidate.em_size, choice.candidate.sb_size, choice.scorer,
+                       choice.reason, choice.cutline_accuracy)
 
 
-def _from_mapping(cls: Any, event: Mapping[str, Any]) -> Any:
-    names = _fields_of(cls)
-    missing = [n for n in names if n not in event]
-    if missing:
-        raise InputError("{} event is missing field(s) {}: {!r}; was it written by an older "
-                         "miro_edge? re-run the profiler".format(cls.KIND, ", ".join(missing), dict(event)))
-    return cls(**{n: event[n] for n in names})
+def grid_event(task_id: int, grid: Grid, data_ratio: float, fixed_passes: float) -> GridEvent:
+    """The ``grid`` event of a task's candidate grid, with the trials' data ratio."""
+    return GridEvent(task_id=task_id, data_ratio=data_ratio, fixed_passes=fixed_passes,
+                     em_sizes=list(grid.em_sizes), sb_sizes=list(grid.sb_sizes), candidates=len(grid.candidates),
+                     blacklisted=len(grid.blacklisted), memory_budget_bytes=grid.memory_budget_bytes)
 
 
-@dataclass(frozen=True)
-class TrialEvent:
-    """``kind: trial``: one profiled (or blacklisted) candidate of one task."""
-
-    KIND = TRIAL_KIND
-
-    task_id: int
-    em_size: int
-    sb_size: int
-    memory_bytes: int
-    accuracy: Optional[float]
-    energy_j: Optional[float]
-    energy_source: str
-    seconds: Optional[float]
-    status: str
-    reason: str
-
-    @classmethod
-    def from_trial(cls, task_id: int, trial: Trial) -> "TrialEvent":
-        c = trial.candidate
-        return cls(task_id, c.em_size, c.sb_size, c.memory_bytes, trial.accuracy, trial.energy_j,
-                   trial.energy_source, trial.seconds, trial.status, trial.reason)
-
-    @classmethod
-    def from_event(cls, event: Mapping[str, Any]) -> "TrialEvent":
-        return _from_mapping(cls, event)
-
-    def fields(self) -> Dict[str, Any]:
-        """Keyword arguments for ``Recorder.record(TrialEvent.KIND, **fields)``."""
-        return dataclasses.asdict(self)
-
-    @property
-    def accuracy_per_j(self) -> Optional[float]:
-        if self.status != TrialStatus.OK or not self.energy_j or self.accuracy is None:
-            return None
-        return self.accuracy / self.energy_j
+def em_rule_event(rule: CandidateRule) -> EmRuleEvent:
+    """The ``em_rule`` event of the forgetting rule's decision (candidates as ``"EM/SB"``)."""
+    return EmRuleEvent(task_id=rule.task_id, tau=rule.tau, evidence=rule.evidence,
+                       predicted={"{}/{}".format(*k): v for k, v in sorted(rule.predicted.items())},
+                       allowed=["{}/{}".format(*k) for k in rule.allowed], keep_floor=rule.keep_floor,
+                       reason=rule.reason)
 
 
-@dataclass(frozen=True)
-class ChoiceEvent:
-    """``kind: choice``: the configuration applied for a task and why."""
-
-    KIND = CHOICE_KIND
-
-    task_id: int
-    em_size: int
-    sb_size: int
-    scorer: str
-    reason: str
-    cutline_accuracy: Optional[float]
-
-    @classmethod
-    def from_choice(cls, task_id: int, choice: Choice) -> "ChoiceEvent":
-        return cls(task_id, choice.candidate.em_size, choice.candidate.sb_size, choice.scorer,
-                   choice.reason, choice.cutline_accuracy)
-
-    @classmethod
-    def from_event(cls, event: Mapping[str, Any]) -> "ChoiceEvent":
-        return _from_mapping(cls, event)
-
-    def fields(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class SwapRatioEvent:
-    """``kind: swap_ratio``: one change of the swap ratio while a task trains."""
-
-    KIND = SWAP_RATIO_KIND
-
-    task_id: int
-    old: float
-    new: float
-    reason: str
-
-    @classmethod
-    def from_change(cls, task_id: int, change: RatioChange) -> "SwapRatioEvent":
-        return cls(task_id, change.old, change.new, change.reason)
-
-    @classmethod
-    def from_event(cls, event: Mapping[str, Any]) -> "SwapRatioEvent":
-        return _from_mapping(cls, event)
-
-    def fields(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-TRIAL_FIELDS = _fields_of(TrialEvent)
-CHOICE_FIELDS = _fields_of(ChoiceEvent)
-SWAP_RATIO_FIELDS = _fields_of(SwapRatioEvent)
+def swap_ratio_event(task_id: int, change: RatioChange) -> SwapRatioEvent:
+    """The ``swap_ratio`` event of one change by the congestion rule."""
+    return SwapRatioEvent(task_id, change.old, change.new, change.reason)
 
 
 @dataclass(frozen=True)
@@ -154,8 +80,9 @@ class TaskRecord:
         by_key = {(t.em_size, t.sb_size): t for t in self.trials if t.status == TrialStatus.OK}
         return [(c, by_key.get((c.em_size, c.sb_size))) for c in self.choices]
 
-    def energy_sources(self) -> List[str]:
-        return sorted({t.energy_source for t in self.trials if t.status == TrialStatus.OK})
+    def energy_labels(self) -> List[str]:
+        """``measured`` / ``estimated``: what the ok trials' joules are."""
+        return sorted({t.energy_label for t in self.trials if t.status == TrialStatus.OK})
 
 
 def load_results(path: Union[str, Path]) -> List[TaskRecord]:
@@ -166,16 +93,12 @@ def load_results(path: Union[str, Path]) -> List[TaskRecord]:
     """
     if not Path(path).is_file():
         raise InputError(f"results file {path} does not exist; pass the results.jsonl of a run")
-    readers = {TRIAL_KIND: TrialEvent, CHOICE_KIND: ChoiceEvent, SWAP_RATIO_KIND: SwapRatioEvent}
     tasks: Dict[Any, Dict[str, List[Any]]] = OrderedDict()
-    for event in read_events(path):
-        cls = readers.get(event.get("kind"))
-        if cls is None:
-            continue
-        record = cls.from_event(event)
-        bucket = tasks.setdefault(record.task_id, {TRIAL_KIND: [], CHOICE_KIND: [], SWAP_RATIO_KIND: []})
-        bucket[cls.KIND].append(record)
-    out = [TaskRecord(tid, tuple(b[TRIAL_KIND]), tuple(b[CHOICE_KIND]), tuple(b[SWAP_RATIO_KIND]))
+    for record in read_typed(path, TrialEvent, ChoiceEvent, SwapRatioEvent):
+        assert isinstance(record, (TrialEvent, ChoiceEvent, SwapRatioEvent))
+        bucket = tasks.setdefault(record.task_id, {TrialEvent.KIND: [], ChoiceEvent.KIND: [], SwapRatioEvent.KIND: []})
+        bucket[record.KIND].append(record)
+    out = [TaskRecord(tid, tuple(b[TrialEvent.KIND]), tuple(b[ChoiceEvent.KIND]), tuple(b[SwapRatioEvent.KIND]))
            for tid, b in tasks.items()]
     return sorted(out, key=lambda r: (str(type(r.task_id)), r.task_id))
 
@@ -194,7 +117,7 @@ def summary_table(tasks: List[TaskRecord]) -> str:
     for task in tasks:
         chosen = {(c.em_size, c.sb_size) for c in task.choices}
         cut = task.choices[-1].cutline_accuracy if task.choices else None
-        sources = task.energy_sources()
+        sources = task.energy_labels()
         lines.append("task {}: {} candidates, {} ok, energy {}".format(
             task.task_id, len(task.trials), sum(1 for t in task.trials if t.status == TrialStatus.OK),
             "/".join(sources) if sources else "n/a"))
@@ -242,7 +165,7 @@ def plot_task(task: TaskRecord, out_path: Union[str, Path]) -> Path:
     ax = fig.add_subplot(1, 1, 1)
     ok = [t for t in task.trials if t.status == TrialStatus.OK]
     for source, marker in (("measured", "o"), ("estimated", "s")):
-        pts = [t for t in ok if t.energy_source == source]
+        pts = [t for t in ok if t.energy_label == source]
         if pts:
             ax.scatter([t.energy_j for t in pts], [t.accuracy for t in pts], marker=marker, s=36,
                        color="tab:blue", alpha=0.85, label=f"candidate ({source})", zorder=2)
@@ -273,7 +196,7 @@ def plot_task(task: TaskRecord, out_path: Union[str, Path]) -> Path:
             text += f"\n... and {len(unplotted) - 8} more"
         ax.text(0.99, 0.01, text, transform=ax.transAxes, fontsize=6.5, ha="right", va="bottom",
                 bbox={"boxstyle": "round", "facecolor": "0.95", "edgecolor": "0.7"}, zorder=4)
-    ax.set_xlabel(_energy_axis_label(task.energy_sources()))
+    ax.set_xlabel(_energy_axis_label(task.energy_labels()))
     ax.set_ylabel("validation accuracy (held-out store slice)")
     ax.set_title(f"task {task.task_id}: {len(task.trials)} candidates ({len(ok)} trained); points labelled EM/SB")
     ax.grid(True, alpha=0.3)

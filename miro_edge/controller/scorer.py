@@ -31,8 +31,8 @@ class TrialStatus:
     ALL = (OK, DEGENERATE, BLACKLISTED, FAILED, SKIPPED)
 
 
-ENERGY_SOURCES = ("measured", "estimated")
-NO_ENERGY_SOURCE = "none"
+ENERGY_LABELS = ("measured", "estimated")
+NO_ENERGY_LABEL = "none"
 
 
 class NoViableCandidateError(MiroEdgeError):
@@ -48,14 +48,14 @@ class Trial:
     """One profiled candidate: validation accuracy, training energy and how the trial ended.
 
     A trial with status ``ok`` must carry an accuracy in [0, 1] and a finite positive energy
-    with its source (``measured`` or ``estimated``); other statuses may leave them ``None``.
+    with its label (``measured`` or ``estimated``); other statuses may leave them ``None``.
     ``reason`` says why a trial is not ok (e.g. the blacklist reason).
     """
 
     candidate: Candidate
     accuracy: Optional[float]
     energy_j: Optional[float]
-    energy_source: str
+    energy_label: str
     seconds: Optional[float]
     status: str = TrialStatus.OK
     reason: str = ""
@@ -73,9 +73,9 @@ class Trial:
         if not (_finite(self.energy_j) and self.energy_j > 0):  # type: ignore[operator]
             raise InputError(f"an ok trial of {self.candidate.label()} needs a finite energy_j > 0, got {self.energy_j!r}; mark it "
                              "'degenerate' instead")
-        if self.energy_source not in ENERGY_SOURCES:
-            raise InputError("energy_source must be one of {}, got {!r}".format(
-                ", ".join(ENERGY_SOURCES), self.energy_source))
+        if self.energy_label not in ENERGY_LABELS:
+            raise InputError("energy_label must be one of {}, got {!r}".format(
+                ", ".join(ENERGY_LABELS), self.energy_label))
 
     @property
     def scorable(self) -> bool:
@@ -90,7 +90,7 @@ class Trial:
     @classmethod
     def blacklisted(cls, candidate: Candidate, reason: str) -> "Trial":
         """The record of a grid point that was never tried because it exceeds the budget."""
-        return cls(candidate, None, None, NO_ENERGY_SOURCE, None, TrialStatus.BLACKLISTED, reason)
+        return cls(candidate, None, None, NO_ENERGY_LABEL, None, TrialStatus.BLACKLISTED, reason)
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class Scorer:
                                         t.candidate.memory_bytes, order[id(t)]))
         excluded = dict(Counter(t.status for t in trials if not t.scorable))
         n_scored = sum(1 for t in trials if t.scorable)
-        sources = sorted({t.energy_source for t in kept})
+        sources = sorted({t.energy_label for t in kept})
         reason = self._reason(best, kept, n_scored, threshold, excluded, sources)
         if len(sources) > 1:
             logger.warning("choosing among trials whose energy mixes %s sources; joules are not comparable "
@@ -204,7 +204,7 @@ class Scorer:
                 excluded: Dict[str, int], sources: Sequence[str]) -> str:
         rule = f"top {self.cutline:.0%}" if self.cut_mode == "fraction" or not best.val_samples else \
             f"within {self.se_z:g} standard errors of the best"
-        text = (f"{best.candidate.label()} has the {self.merit} ({self.describe_score(best)}: accuracy {best.accuracy:.3f}, {best.energy_j:.4g} J {best.energy_source}) among the {len(kept)} of {n_scored} scored candidates "
+        text = (f"{best.candidate.label()} has the {self.merit} ({self.describe_score(best)}: accuracy {best.accuracy:.3f}, {best.energy_j:.4g} J {best.energy_label}) among the {len(kept)} of {n_scored} scored candidates "
                 f"at or above the cutline accuracy {threshold:.3f} ({rule})")
         if excluded:
             text += "; not scored: " + ", ".join(f"{n} {s}" for s, n in sorted(excluded.items()))

@@ -15,6 +15,7 @@ import numpy as np
 from miro_edge.controller.config import ControllerConfig
 from miro_edge.controller.grid import Candidate
 from miro_edge.controller.scorer import Trial, TrialStatus
+from miro_edge.events import TrialWindowEvent
 from miro_edge.memory.em import EpisodicMemory, balanced_quota
 from miro_edge.memory.sb import StreamBuffer
 from miro_edge.memory.swap import SwapConfig
@@ -173,8 +174,8 @@ class TrialRun:
         self.label = result.label
         self.accuracy = accuracy(self.model, val_x, val_y)
         self.val_samples = len(val_y)
-        self.recorder.record("trial_window", task_id=self.task_id, em_size=c.em_size, sb_size=c.sb_size,
-                             **result.to_dict())
+        self.recorder.write(TrialWindowEvent(task_id=self.task_id, em_size=c.em_size, sb_size=c.sb_size,
+                                             **result.to_dict()))
 
     def finish(self) -> Trial:
         if not np.isfinite(self.accuracy) or self.energy_j <= 0:

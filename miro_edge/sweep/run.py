@@ -21,7 +21,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from miro_edge.config import from_dict, load_yaml, to_dict
 from miro_edge.errors import ConfigError, InputError
-from miro_edge.recorder import read_events
+from miro_edge.events import CycleEvent
+from miro_edge.recorder import read_events, read_typed
 from miro_edge.sweep.grid import Cell, Point, SweepConfig, plan, point_key, workload_key
 
 logger = logging.getLogger(__name__)
@@ -123,8 +124,7 @@ def run_point(session: Dict[str, Any], key: str, point: Point) -> Dict[str, Any]
         with tempfile.TemporaryDirectory(prefix="miro-sweep-") as tmp:
             cfg = from_dict(SessionConfig, point_session(session, point, tmp))
             result = run_session(cfg, out_dir=tmp)
-            source = next((e.get("energy_source") for e in read_events(Path(tmp) / "results.jsonl")
-                           if e.get("kind") == "cycle"), None)
+            source = next((e.energy_source for e in read_typed(Path(tmp) / "results.jsonl", CycleEvent)), None)
         em_before = [0] + [t.em_size for t in result.tasks[:-1]]  # EM during task t = EM after task t-1
         in_ram = [e + t.sb_size for e, t in zip(em_before, result.tasks)]
         record.update(status="ok", final_average_accuracy=result.final_average_accuracy,

@@ -25,6 +25,7 @@ import numpy as np
 from miro_edge.config import to_dict
 from miro_edge.data.holdout import holdout_splits
 from miro_edge.errors import CorruptRecordError, InputError, MiroEdgeError, StoreError
+from miro_edge.events import CycleEvent, CycleStepEvent, IngestEvent, StoreLossAcceptedEvent
 from miro_edge.model.label_map import Label, LabelMap
 from miro_edge.recorder import Recorder
 from miro_edge.utils.faults import fault_point
@@ -132,7 +133,7 @@ class UpdateCycle:
             logger.warning("accepting the store as it is: %s", "; ".join(lost))
             self.ws.state.data["store_counts"] = got
             self.ws.state.save()
-            self.recorder.record("store_loss_accepted", differences=lost)
+            self.recorder.write(StoreLossAcceptedEvent(differences=lost))
             return
         raise StoreError("the store does not hold what state.json recorded after the last cycle ({}). Restore {} "
                          "from a backup, or accept the loss with `miro-edge update {} --accept-store-loss` (lost "
@@ -217,8 +218,9 @@ class UpdateCycle:
                 raise
             fault_point(f"step:{name}:before-state")
             state.finish_step(name, **produced)
-            self.recorder.record("cycle_step", cycle=number, step=name, seconds=time.perf_counter() - t0,
-                                 **{k: v for k, v in produced.items() if k in ("count", "version", "accepted")})
+            self.recorder.write(CycleStepEvent(cycle=number, step=name, seconds=time.perf_counter() - t0,
+                                               count=produced.get("count"), version=produced.get("version"),
+                                               accepted=produced.get("accepted")))
             progress(f"{name:<9} {line} ({time.perf_counter() - t0:.1f} s)")
         return self._finish(number, resumed)
 
@@ -266,8 +268,8 @@ class UpdateCycle:
         state.save()
         fault_point("drain:before-inbox-cleanup")
         ws.inbox.remove(names)
-        self.recorder.record("ingest", cycle=number, count=len(ids), new_labels=new_labels,
-                             first_id=first_id, val=int(sum(1 for s in splits if s == "val")))
+        self.recorder.write(IngestEvent(cycle=number, count=len(ids), new_labels=new_labels,
+                                        first_id=first_id, val=int(sum(1 for s in splits if s == "val"))))
         return {"drain": drain}, "{} samples, {} new labels{}".format(
             len(ids), len(new_labels), " ({})".format(", ".join(map(str, new_labels))) if new_labels else "")
 
@@ -395,8 +397,8 @@ class UpdateCycle:
             int(rep["swaps_done"]), str(cyc["checkpoint"]), cyc.get("version"), bool(cyc.get("accepted")),
             str(cyc.get("reason", "not published (update.publish is false)")),
             resumed)
-        self.recorder.record("cycle", **result.as_dict(), energy_source=rep["energy_source"],
-                             profile=rep["profile"])
+        self.recorder.write(CycleEvent(**result.as_dict(), energy_source=rep["energy_source"],
+                                       profile=rep["profile"]))
         fault_point("finish:after-journal")
         state.data.update({"cycles_done": number + 1, "checkpoint": cyc["checkpoint"], "learner": cyc["learner"],
                            "cycle": None, "last_cycle": result.as_dict()})

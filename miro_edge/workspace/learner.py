@@ -14,6 +14,7 @@ import torch
 
 from miro_edge.controller import ControllerConfig, MiroController, ProfileResult, create_controller
 from miro_edge.device.memory import release_memory
+from miro_edge.events import ApplyEvent, BudgetSwitchEvent, EmUpdateEvent, SwapStatsEvent
 from miro_edge.memory.config import MemoryConfig
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.sb import StreamBuffer
@@ -129,8 +130,8 @@ class Learner:
                                    self.rng("apply"))
         dropped = self.sb.resize(sb_size) if sb_size is not None and sb_size < len(self.sb) else 0
         release_memory()
-        self.recorder.record("apply", task_id=cycle, em_size=len(self.em), sb_size=len(self.sb),
-                             evicted=report.evicted, refilled=report.refilled, sb_dropped=dropped, reason=why)
+        self.recorder.write(ApplyEvent(task_id=cycle, em_size=len(self.em), sb_size=len(self.sb),
+                                       evicted=report.evicted, refilled=report.refilled, sb_dropped=dropped, reason=why))
 
     def train(self, cycle: int, old_classes: Sequence[int]) -> Tuple[FitReport, int]:
         """Train the cycle; a memory-budget drop stops the fit at a batch boundary, the learner
@@ -151,7 +152,7 @@ class Learner:
             fits.append(fit)
             if worker is not None:
                 swaps += worker.stats().swaps_done
-                self.recorder.record("swap_stats", task_id=cycle, **dataclasses.asdict(worker.stats()))
+                self.recorder.write(SwapStatsEvent(task_id=cycle, **dataclasses.asdict(worker.stats())))
             epochs_left -= fit.epochs_completed
             switch = adapt.switch if adapt is not None else None
             if switch is None or switch.candidate is None or self.controller is None:
@@ -159,9 +160,9 @@ class Learner:
             cand = switch.candidate
             self.apply(cycle, cand.em_size, cand.sb_size, old_classes, switch.reason)
             self.controller.adopt(cand)
-            self.recorder.record("budget_switch", task_id=cycle, em_size=cand.em_size, sb_size=cand.sb_size,
-                                 memory_bytes=cand.memory_bytes, reason=switch.reason,
-                                 epochs_left=epochs_left)
+            self.recorder.write(BudgetSwitchEvent(task_id=cycle, em_size=cand.em_size, sb_size=cand.sb_size,
+                                                  memory_bytes=cand.memory_bytes, reason=switch.reason,
+                                                  epochs_left=epochs_left))
         total = FitReport(cycle, self.train_config.epochs, sum(f.steps for f in fits),
                           sum(f.sample_passes for f in fits), sum(f.seconds for f in fits),
                           float(np.nanmean([f.mean_loss for f in fits])) if fits else float("nan"),
@@ -170,7 +171,10 @@ class Learner:
 
     def update_em(self, cycle: int, classes: Sequence[int]) -> None:
         report = self.em.rebalance(self.em_capacity(self.em_size, classes), classes, self.store, self.rng("em"))
-        self.recorder.record("em_update", task_id=cycle, **dataclasses.asdict(report))
+        self.recorder.write(EmUpdateEvent(task_id=cycle, capacity_before=report.capacity_before,
+                                          capacity_after=report.capacity_after, evicted=report.evicted,
+                                          refilled=report.refilled,
+                                          per_class={str(c): n for c, n in report.per_class.items()}))
 
     # -- persistence between cycles ---------------------------------------------------------------
     def state(self) -> Dict[str, Any]:

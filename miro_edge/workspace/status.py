@@ -1,31 +1,43 @@
 """``miro-edge status DIR``: what a workspace holds, read-only (no lock; works while the daemon
 and the server run). Journal lines are deduplicated by their key (a cycle's number, a task's id),
 so a step recorded twice across a kill is counted once."""
+import dataclasses
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, TypeVar
 
+from miro_edge.events import CycleEvent, Event, TaskEvent
 from miro_edge.model.label_map import LabelMap
-from miro_edge.recorder import read_events
+from miro_edge.recorder import read_typed
 from miro_edge.workspace.inbox import Inbox
 from miro_edge.workspace.state import WorkspaceState
 
+E = TypeVar("E", bound=Event)
 
-def latest_by_key(events: List[Dict[str, Any]], kind: str, key: str) -> List[Dict[str, Any]]:
-    """The last event of ``kind`` per ``key`` value, in key order (a line rewritten after a kill wins)."""
-    found: Dict[Any, Dict[str, Any]] = {}
+
+def latest_by_key(events: Iterable[E], key: str) -> List[E]:
+    """The last event per ``key`` value, in key order (a line rewritten after a kill wins)."""
+    found: Dict[Any, E] = {}
     for event in events:
-        if event.get("kind") == kind and key in event:
-            found[event[key]] = event
+        found[getattr(event, key)] = event
     return [found[k] for k in sorted(found)]
+
+
+def _pick(event: Event, names: Iterable[str]) -> Dict[str, Any]:
+    values = dataclasses.asdict(event)
+    return {k: values[k] for k in names}
 
 
 def workspace_status(root: Path) -> Dict[str, Any]:
     root = Path(root)
     state = WorkspaceState(root / "state.json").load().data
     labels = LabelMap.load(root / "labels.json")
-    events = list(read_events(root / "results.jsonl")) if (root / "results.jsonl").is_file() else []
-    cycles = latest_by_key(events, "cycle", "cycle")
-    tasks = latest_by_key(events, "task", "task_id")
+    journal = root / "results.jsonl"
+    cycles: List[CycleEvent] = []
+    tasks: List[TaskEvent] = []
+    if journal.is_file():
+        events = list(read_typed(journal, CycleEvent, TaskEvent))
+        cycles = latest_by_key((e for e in events if isinstance(e, CycleEvent)), "cycle")
+        tasks = latest_by_key((e for e in events if isinstance(e, TaskEvent)), "task_id")
     waiting, waiting_labels = Inbox(root / "inbox").waiting()
     per_label: Dict[str, Dict[str, int]] = {}
     store_records: Optional[int] = None
@@ -52,20 +64,17 @@ def workspace_status(root: Path) -> Dict[str, Any]:
                              "reason": m.reason, "cycle": m.task_id, "val_accuracy": m.metrics.get("val_accuracy"),
                              "labels": m.label_map})
     last = cycles[-1] if cycles else None
-    energy = sum(c.get("energy_j", 0.0) + c.get("profile_energy_j", 0.0) for c in cycles)
+    energy = sum(c.energy_j + c.profile_energy_j for c in cycles)
     return {
         "workspace": str(root), "labels": labels.to_json(), "samples_per_label": per_label,
         "store_records": store_records, "samples_waiting": waiting, "cycles_done": state.get("cycles_done", 0),
         "cycle_in_progress": state.get("cycle") and {"number": state["cycle"]["number"],
                                                      "step": state["cycle"].get("step")},
         "current_version": current, "versions": versions,
-        "last_cycle": None if last is None else {
-            k: last.get(k) for k in ("cycle", "val_accuracy", "class_accuracy", "em_size", "sb_size", "swap_ratio",
-                                     "energy_j", "energy_label", "energy_source", "version", "published",
-                                     "publish_reason", "new_labels")},
-        "energy_j": energy, "energy_label": last.get("energy_label") if last else None,
-        "cycles": [{k: c.get(k) for k in ("cycle", "new_samples", "val_accuracy", "version", "published")}
-                   for c in cycles],
-        "tasks": [{k: t.get(k) for k in ("task_id", "average_accuracy", "em_size", "sb_size", "energy_j")}
-                  for t in tasks],
+        "last_cycle": None if last is None else _pick(
+            last, ("cycle", "val_accuracy", "class_accuracy", "em_size", "sb_size", "swap_ratio", "energy_j",
+                   "energy_label", "energy_source", "version", "published", "publish_reason", "new_labels")),
+        "energy_j": energy, "energy_label": last.energy_label if last else None,
+        "cycles": [_pick(c, ("cycle", "new_samples", "val_accuracy", "version", "published")) for c in cycles],
+        "tasks": [_pick(t, ("task_id", "average_accuracy", "em_size", "sb_size", "energy_j")) for t in tasks],
     }

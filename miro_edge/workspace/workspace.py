@@ -27,6 +27,7 @@ from typing import Any, Callable, List, Optional, Sequence, Union
 import numpy as np
 
 from miro_edge.errors import ConfigError, InputError, MiroEdgeError
+from miro_edge.events import Event
 from miro_edge.model.label_map import Label, LabelMap
 from miro_edge.workspace.config import WorkspaceConfig, load_config, write_config
 from miro_edge.workspace.inbox import Inbox, validate_samples
@@ -151,14 +152,14 @@ class Workspace:
         self._cycle.frame_gap = frame_gap
         return self._cycle.run(progress or (lambda line: None), stop, gate)
 
-    def record(self, kind: str, **fields: Any) -> None:
+    def write(self, event: Event) -> None:
         """One line in the workspace's journal (``results.jsonl``), through the cycle's recorder."""
         self._check_writer()
         if self._cycle is None:
             from miro_edge.workspace.cycle import UpdateCycle
 
             self._cycle = UpdateCycle(self)
-        self._cycle.recorder.record(kind, **fields)
+        self._cycle.recorder.write(event)
 
     def _check_writer(self) -> None:
         if not (self.writer and self.lock.held):

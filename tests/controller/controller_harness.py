@@ -5,6 +5,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from miro_edge.data.holdout import holdout_splits
+from miro_edge.events import TaskEvent
 from miro_edge.workspace.learner import Learner
 
 
@@ -36,5 +37,10 @@ class TaskRunner:
         mask = np.array([s == "train" for s in splits], dtype=bool)
         num_classes = max(c for t in self.seen for c in t.classes) + 1
         report = learner.learn(task.task_id, task.x_train[mask], task.y_train[mask], old, num_classes)
-        self.recorder.record("task", task_id=task.task_id, em_size=report.em_size, sb_size=report.sb_size)
+        self.recorder.write(TaskEvent(  # no evaluation here: accuracies stay empty
+            task_id=task.task_id, classes=[int(c) for c in task.classes], accuracies=[],
+            average_accuracy=float("nan"), em_size=report.em_size, sb_size=report.sb_size,
+            train_seconds=report.fit.seconds, sample_passes=report.fit.sample_passes, swaps_done=report.swaps_done,
+            checkpoint="", energy_j=report.energy_j, energy_label=report.energy_label,
+            profile_energy_j=report.profile_energy_j, version=None))
         return report

@@ -105,7 +105,7 @@ def test_profiling_leaves_live_state_byte_identical_and_records_everything(world
     assert before["store"] == after["store"]
     assert torch.equal(torch_rng, torch.get_rng_state())
     ok = [t for t in result.trials if t.status == TrialStatus.OK]
-    assert len(ok) >= 2 and all(t.energy_source == "estimated" and t.energy_j > 0 for t in ok)
+    assert len(ok) >= 2 and all(t.energy_label == "estimated" and t.energy_j > 0 for t in ok)
     assert result.choice is not None and result.candidate == result.choice.candidate
     assert result.candidate in [t.candidate for t in ok]
     kinds = [e["kind"] for e in rec.events]

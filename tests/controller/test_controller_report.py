@@ -10,28 +10,26 @@ from miro_edge.cli.commands.report import command
 from miro_edge.controller.adapt import RatioChange
 from miro_edge.controller.grid import Candidate
 from miro_edge.controller.report import (
-    CHOICE_FIELDS,
-    SWAP_RATIO_FIELDS,
-    TRIAL_FIELDS,
-    ChoiceEvent,
-    SwapRatioEvent,
-    TrialEvent,
+    choice_event,
     load_results,
     summary_table,
+    swap_ratio_event,
+    trial_event,
     write_report,
 )
 from miro_edge.controller.scorer import CostEffectiveScorer, Trial
 from miro_edge.errors import InputError
+from miro_edge.events import ChoiceEvent, SwapRatioEvent, TrialEvent
 from miro_edge.recorder import Recorder
 
 MB = 1024 * 1024
 
 
 def test_event_field_names_are_the_documented_schema():
-    assert TRIAL_FIELDS == ("task_id", "em_size", "sb_size", "memory_bytes", "accuracy", "energy_j",
-                            "energy_source", "seconds", "status", "reason")
-    assert CHOICE_FIELDS == ("task_id", "em_size", "sb_size", "scorer", "reason", "cutline_accuracy")
-    assert SWAP_RATIO_FIELDS == ("task_id", "old", "new", "reason")
+    assert TrialEvent.field_names() == ("task_id", "em_size", "sb_size", "memory_bytes", "accuracy", "energy_j",
+                                        "energy_label", "seconds", "status", "reason")
+    assert ChoiceEvent.field_names() == ("task_id", "em_size", "sb_size", "scorer", "reason", "cutline_accuracy")
+    assert SwapRatioEvent.field_names() == ("task_id", "old", "new", "reason")
 
 
 def _task_trials(scale):
@@ -49,17 +47,15 @@ def _task_trials(scale):
 def results_file(tmp_path):
     path = tmp_path / "run" / "results.jsonl"
     scorer = CostEffectiveScorer(cutline=0.5)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"kind": "run_start", "time": 0.0, "config": {"seed": 0}}) + "\n")  # a newer kind
     with Recorder(path) as rec:
-        rec.record("run_start", config={"seed": 0})  # not a controller event: ignored
         for task_id, scale in ((0, 1.0), (1, 0.9)):
             trials = _task_trials(scale)
             for t in trials:
-                ev = TrialEvent.from_trial(task_id, t)
-                rec.record(ev.KIND, **ev.fields())
-            ch = ChoiceEvent.from_choice(task_id, scorer.choose(trials))
-            rec.record(ch.KIND, **ch.fields())
-        sw = SwapRatioEvent.from_change(1, RatioChange(0.2, 0.1, "congested for 3 windows", 3))
-        rec.record(sw.KIND, **sw.fields())
+                rec.write(trial_event(task_id, t))
+            rec.write(choice_event(task_id, scorer.choose(trials)))
+        rec.write(swap_ratio_event(1, RatioChange(0.2, 0.1, "congested for 3 windows", 3)))
     with open(str(path), "a") as handle:
         handle.write('{"kind": "trial", "task_id": 2, "em_si')  # a torn last line (power cut)
     return path
@@ -99,8 +95,7 @@ def test_write_report_draws_a_png_per_task_and_a_summary(results_file, tmp_path)
 
 def test_summary_without_controller_events(tmp_path):
     path = tmp_path / "r.jsonl"
-    with Recorder(path) as rec:
-        rec.record("epoch", loss=1.0)
+    path.write_text(json.dumps({"kind": "epoch", "time": 0.0, "loss": 1.0}) + "\n")  # not a kind of this version
     assert "no controller events" in summary_table(load_results(path))
     assert write_report(path, tmp_path / "o").pngs == ()
 

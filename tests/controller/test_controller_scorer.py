@@ -128,7 +128,7 @@ def test_ok_trials_must_carry_real_measurements():
         Trial(cand, 0.5, 0.0, "measured", 1.0)
     with pytest.raises(InputError, match="energy_j"):
         Trial(cand, 0.5, float("nan"), "measured", 1.0)
-    with pytest.raises(InputError, match="energy_source"):
+    with pytest.raises(InputError, match="energy_label"):  # a meter backend is an energy_source, not a label
         Trial(cand, 0.5, 1.0, "ina3221", 1.0)
     with pytest.raises(InputError, match="status"):
         Trial(cand, 0.5, 1.0, "measured", 1.0, status="bogus")
