@@ -45,6 +45,7 @@ from miro_edge.events import (
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.swap import SwapConfig, SwapWorker
 from miro_edge.memory.types import SampleSource
+from miro_edge.model.architectures import IncrementalClassifier
 from miro_edge.recorder import Recorder
 from miro_edge.train.callbacks import WorkCounterCallback
 from miro_edge.train.trainer import IncrementalTrainer, TrainConfig, predict
@@ -123,7 +124,7 @@ class MiroController:
         self.current = candidate
 
     # -- profiling -----------------------------------------------------------------------------
-    def profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray, task_y: np.ndarray,
+    def profile(self, task_id: int, model: IncrementalClassifier, em: EpisodicMemory, task_x: np.ndarray, task_y: np.ndarray,
                 store: SampleSource, old_classes: Sequence[int], swap: SwapConfig) -> ProfileResult:
         """Try every fitting candidate on copies; return the scorer's choice (live state untouched).
         Trials swap like the live run (``swap``: ratio and mode), so a deterministic run profiles
@@ -143,7 +144,7 @@ class MiroController:
             trial_windows_j=result.energy_j, seconds=total.duration_s, fixed_passes_per_run=self._fixed_passes_per_run))
         return dataclasses.replace(result, energy_j=total.energy_j, energy_label=total.label)
 
-    def _profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray,
+    def _profile(self, task_id: int, model: IncrementalClassifier, em: EpisodicMemory, task_x: np.ndarray,
                  task_y: np.ndarray, store: SampleSource, old_classes: Sequence[int],
                  swap: SwapConfig) -> ProfileResult:
         t0 = time.perf_counter()
@@ -215,10 +216,11 @@ class MiroController:
             trials = extrapolate_energy(trials, self._passes, self.train_config.epochs)
         for trial in trials:
             self.recorder.write(trial_event(task_id, trial))
+        choice: Optional[Choice]
         try:
-            choice: Optional[Choice] = self.scorer.choose(trials)
-            candidate, reason = choice.candidate, choice.reason + rule_reason
-            choice = dataclasses.replace(choice, reason=reason)
+            chosen = self.scorer.choose(trials)
+            candidate, reason = chosen.candidate, chosen.reason + rule_reason
+            choice = dataclasses.replace(chosen, reason=reason)
             event = choice_event(task_id, choice)
         except NoViableCandidateError as exc:
             choice, candidate = None, max_fit(inputs.memory_budget_bytes, inputs, self.config.grid)

@@ -2,7 +2,6 @@
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
-from torch import nn
 
 from miro_edge.controller.config import POLICIES, ControllerConfig
 from miro_edge.controller.footprint import MB
@@ -12,6 +11,7 @@ from miro_edge.events import ChoiceEvent
 from miro_edge.memory.em import EpisodicMemory
 from miro_edge.memory.swap import SwapConfig
 from miro_edge.memory.types import SampleSource
+from miro_edge.model.architectures import IncrementalClassifier
 from miro_edge.recorder import Recorder
 from miro_edge.train.trainer import TrainConfig
 
@@ -22,7 +22,7 @@ class MaxFitPolicy(MiroController):
     EM and SB that fit the budget (``grid.max_fit``), no profiling. It adapts to budget drops
     and I/O congestion exactly like the controller, so comparisons isolate the choice."""
 
-    def profile(self, task_id: int, model: nn.Module, em: EpisodicMemory, task_x: np.ndarray, task_y: np.ndarray,
+    def profile(self, task_id: int, model: IncrementalClassifier, em: EpisodicMemory, task_x: np.ndarray, task_y: np.ndarray,
                 store: SampleSource, old_classes: Sequence[int], swap: SwapConfig) -> ProfileResult:
         inputs, _ = self._task_inputs(model, task_x, task_y, store, old_classes)
         candidate = max_fit(inputs.memory_budget_bytes, inputs, self.config.grid)

@@ -17,7 +17,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from miro_edge.controller.adapt import RatioChange
 from miro_edge.controller.forgetting import CandidateRule
@@ -153,6 +153,12 @@ def _energy_axis_label(sources: List[str]) -> str:
     return "training energy per trial (J, mixed: {})".format(" + ".join(sources))
 
 
+def _energy_accuracy(trials: Sequence[TrialEvent]) -> Tuple[List[float], List[float]]:
+    """(joules, accuracies) of the trials that have both, for one scatter call."""
+    pairs = [(t.energy_j, t.accuracy) for t in trials if t.energy_j is not None and t.accuracy is not None]
+    return [e for e, _ in pairs], [a for _, a in pairs]
+
+
 def plot_task(task: TaskRecord, out_path: Union[str, Path]) -> Path:
     """Draw accuracy against energy for one task's candidates and write a PNG atomically."""
     require("matplotlib", "report", "plotting controller reports")
@@ -167,7 +173,7 @@ def plot_task(task: TaskRecord, out_path: Union[str, Path]) -> Path:
     for source, marker in (("measured", "o"), ("estimated", "s")):
         pts = [t for t in ok if t.energy_label == source]
         if pts:
-            ax.scatter([t.energy_j for t in pts], [t.accuracy for t in pts], marker=marker, s=36,
+            ax.scatter(*_energy_accuracy(pts), marker=marker, s=36,
                        color="tab:blue", alpha=0.85, label=f"candidate ({source})", zorder=2)
     for t in ok:
         ax.annotate(f"{t.em_size}/{t.sb_size}", (t.energy_j, t.accuracy), fontsize=7,
@@ -175,7 +181,7 @@ def plot_task(task: TaskRecord, out_path: Union[str, Path]) -> Path:
     degenerate = [t for t in task.trials if t.status == TrialStatus.DEGENERATE
                   and t.accuracy is not None and t.energy_j is not None]
     if degenerate:
-        ax.scatter([t.energy_j for t in degenerate], [t.accuracy for t in degenerate], marker="x",
+        ax.scatter(*_energy_accuracy(degenerate), marker="x",
                    color="tab:gray", label="degenerate (not scored)", zorder=2)
     cut = task.choices[-1].cutline_accuracy if task.choices else None
     if cut is not None:
@@ -184,7 +190,7 @@ def plot_task(task: TaskRecord, out_path: Union[str, Path]) -> Path:
     for i, (choice, trial) in enumerate(task.chosen_trials()):
         if trial is None:
             continue
-        ax.scatter([trial.energy_j], [trial.accuracy], marker="*", s=260, color="tab:red",
+        ax.scatter(*_energy_accuracy([trial]), marker="*", s=260, color="tab:red",
                    edgecolors="black", linewidths=0.6, zorder=3,
                    label=f"chosen ({choice.scorer})" if i == 0 else f"re-chosen ({choice.scorer})")
     unplotted = [t for t in task.trials if t.status != TrialStatus.OK and t not in degenerate]
