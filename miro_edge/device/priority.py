@@ -8,6 +8,7 @@ priority needs no privilege; threads made later inherit the policy.
 """
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import List
 
@@ -42,6 +43,22 @@ def yield_cpu(nice: int = DEFAULT_NICE, cpu_policy: str = DEFAULT_CPU_POLICY) ->
             except OSError as exc:
                 logger.warning("cannot move the daemon to SCHED_IDLE: %s", exc)
     return ", ".join(applied) or "default priority"
+
+
+def lower_this_thread(delta: int = 10) -> bool:
+    """Raise the calling thread's niceness by ``delta`` (Linux: per thread), e.g. for a loader
+    thread inside the live process: it still runs, but a frame never waits behind it. Returns
+    whether it took effect."""
+    get_tid = getattr(threading, "get_native_id", None)
+    if get_tid is None or not hasattr(os, "setpriority"):
+        return False
+    try:
+        tid = get_tid()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + delta))
+        return True
+    except OSError as exc:
+        logger.debug("cannot lower this thread's priority: %s", exc)
+        return False
 
 
 def yield_cpu_early(config_path: Path) -> str:

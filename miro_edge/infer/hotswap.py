@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any, Callable, List, Optional
 
+from miro_edge.device.priority import lower_this_thread
 from miro_edge.errors import IncompatibleModelError, MiroEdgeError
 from miro_edge.infer.base import EngineOptions, InferenceEngine, create_engine
 
@@ -162,6 +163,7 @@ class HotSwapper:
         self._thread.start()
 
     def _worker(self) -> None:
+        lower_this_thread()  # loading a version is background work: the frame loop wins the core
         while True:
             version = self._requests.get()
             if version is None:

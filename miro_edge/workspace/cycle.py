@@ -426,6 +426,15 @@ def score_classes(model: Any, x: np.ndarray, y: np.ndarray, label_map: LabelMap)
     return {str(label_map.label(int(c))): float((pred[y == c] == c).mean()) for c in np.unique(y)}
 
 
+def import_training_stack() -> None:
+    """Import what a cycle runs (torch, the learner, the controller, the exporter) now: a resident
+    daemon pays those seconds of CPU and disk once at start, not inside its first idle window."""
+    import miro_edge.export.pipeline  # noqa: F401
+    import miro_edge.model.checkpoint  # noqa: F401
+    import miro_edge.workspace.control  # noqa: F401
+    import miro_edge.workspace.learner  # noqa: F401
+
+
 def _control_callbacks(stop: Optional[Callable[[], bool]], gate: Any, gap: Any = None) -> List[Any]:
     """Batch-boundary hooks: pause while the live path is busy (``gate``), start each batch between
     two live frames (``gap``, a ``FrameGap``), stop on request."""

@@ -15,7 +15,7 @@ from miro_edge.controller.idle import IdleGate, IdlePolicy
 from miro_edge.device.frame_gap import FrameGap
 from miro_edge.device.priority import yield_cpu
 from miro_edge.device.resources import ResourceMonitor
-from miro_edge.workspace.cycle import CycleStopped
+from miro_edge.workspace.cycle import CycleStopped, import_training_stack
 from miro_edge.workspace.serve import load_file
 from miro_edge.workspace.workspace import Workspace
 
@@ -42,6 +42,7 @@ def run_daemon(ws: Workspace, log: Callable[[str], None], max_cycles: Optional[i
     """Loop until SIGTERM/SIGINT (or ``max_cycles`` cycles, or ``timeout_s``); one log line per cycle."""
     stop = stop or threading.Event()
     priority = yield_cpu(ws.config.daemon.nice, ws.config.daemon.cpu_policy)
+    import_training_stack()
     previous = None
     if threading.current_thread() is threading.main_thread():
         handler = lambda *_: stop.set()  # noqa: E731

@@ -3,10 +3,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from miro_edge.config import from_dict
+from miro_edge.device.priority import lower_this_thread
 from miro_edge.errors import ConfigError
 from miro_edge.workspace.config import DaemonConfig
 
@@ -69,3 +71,20 @@ def test_cpu_policy_is_validated_naming_the_key():
     from miro_edge.workspace.config import WorkspaceConfig
     with pytest.raises(ConfigError, match=r"^daemon\.cpu_policy: "):
         from_dict(WorkspaceConfig, {"input_shape": [1, 8, 8], "daemon": {"cpu_policy": "fast"}})
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"),
+                    reason="per-thread niceness is Linux's")
+def test_lower_this_thread_lowers_only_the_calling_thread():
+    seen = {}
+
+    def loader():
+        seen["ok"] = lower_this_thread(5)
+        seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    worker = threading.Thread(target=loader)
+    worker.start()
+    worker.join()
+    assert seen["ok"] and seen["nice"] == min(19, main_before + 5)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before
