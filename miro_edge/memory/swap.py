@@ -132,18 +132,23 @@ class SwapWorker:
             while self._queue.unfinished_tasks and time.monotonic() < deadline:
                 time.sleep(0.0005)
         self._stop.set()
-        while True:  # cancel what is left
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _WAKE:
-                self._cancelled += 1
-            self._queue.task_done()
+        self._cancel_pending()
         self._nudge()
         self._thread.join()
         self._thread = None
+        self._cancel_pending()  # the wake-up a worker that was mid-read never took is no backlog
         self._closing.clear()
+
+    def _cancel_pending(self) -> None:
+        """Empty the queue: each submission left is counted as cancelled, wake-ups just go."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _WAKE:
+                self._cancelled += 1
+            self._queue.task_done()
 
     def _nudge(self) -> None:
         """Wake a worker blocked on the queue (a full queue means it is busy anyway)."""

@@ -1,4 +1,5 @@
 import threading
+import time
 
 import numpy as np
 from miro_fakes import make_source
@@ -112,3 +113,16 @@ def test_set_swap_ratio_changes_what_later_submissions_swap_and_rejects_bad_valu
         with pytest.raises(InputError, match="swap ratio"):
             worker.set_swap_ratio(1.5)
     assert worker.stats().swaps_done == 10 * 6 and worker.stats().swap_ratio == 0.5
+
+
+def test_close_during_a_read_leaves_no_phantom_backlog():
+    """close() wakes the worker; one that was mid-read exits without taking the wake-up: that
+    sentinel must not be reported as a pending swap."""
+    src = make_source(n_per_class=50, latency_s=0.2)
+    worker = SwapWorker(_em(src), src, SwapConfig(mode="async", swap_ratio=1.0, coalesce=1, drain_timeout_s=0.0))
+    with worker:
+        worker.submit(np.arange(12))
+        time.sleep(0.05)  # the worker is inside the 0.2 s read now
+    stats = worker.stats()
+    assert stats.backlog == 0, stats
+    assert stats.swaps_done + stats.cancelled * 12 <= 12
