@@ -8,9 +8,11 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -51,6 +53,32 @@ def _run(args, kill_after=None, timeout=240):
     err = proc.stderr.read()
     proc.stderr.close()
     return proc.returncode, lines, err
+
+
+_WORK_S = {}  # scenario -> seconds an uninterrupted child works after "ready", measured once
+
+
+def _random_instant(point, scenario, setup):
+    """A kill instant inside the child's work on this machine: a fraction (drawn from ``point``)
+    of how long an uninterrupted child takes here. Fixed seconds fail both ways: on a fast
+    machine the child is done before the kill, on a loaded one it is killed before it starts."""
+    if scenario not in _WORK_S:
+        folder = Path(tempfile.mkdtemp(prefix=f"miro-timing-{scenario}-"))
+        try:
+            setup(folder)
+            ready = []
+            proc = subprocess.Popen([sys.executable, str(HERE / "fault_child.py"), scenario, str(folder), "none"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+            for line in proc.stdout:
+                if line.strip() == "ready" and not ready:
+                    ready.append(time.monotonic())
+            proc.wait(timeout=240)
+            assert proc.returncode == 0 and ready, proc.stderr.read()
+            proc.stderr.close()
+            _WORK_S[scenario] = time.monotonic() - ready[0]
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return random.Random(point).uniform(0.05, 0.9) * _WORK_S[scenario]
 
 
 def _expected(next_id):
@@ -129,7 +157,7 @@ def _check_checkpoints(folder, final):
 @pytest.mark.parametrize("point", ["before_replace", "during_fsync", "random-0", "random-1", "random-2", "random-3"])
 def test_kill_during_checkpoint_write(tmp_path, point):
     named = not point.startswith("random")
-    instant = None if named else random.Random(point).uniform(0.0, 0.3)
+    instant = None if named else _random_instant(point, "checkpoint", lambda folder: None)
     rc, lines, err = _run(["checkpoint", tmp_path, point if named else "none"], kill_after=instant)
     assert rc == -signal.SIGKILL, (rc, err)
     KILLS.append(("checkpoint", point, instant))
@@ -165,7 +193,8 @@ def test_kill_during_export(tmp_path, point, source_ckpt):
 
     _copy(source_ckpt, tmp_path / "source.pt")
     named = not point.startswith("random")
-    instant = None if named else random.Random(point).uniform(0.5, 3.0)
+    instant = None if named else _random_instant(point, "export",
+                                                 lambda folder: _copy(source_ckpt, folder / "source.pt"))
     rc, lines, err = _run(["export", tmp_path, point if named else "none"], kill_after=instant)
     assert rc == -signal.SIGKILL, (rc, err)
     KILLS.append(("export", point, instant))
@@ -206,7 +235,8 @@ def test_kill_during_publish(tmp_path, point, source_ckpt):
     _copy(export_checkpoint(tmp_path / "source.pt", tmp_path / "exp", run_parity=False).onnx.path,
           tmp_path / "model.onnx")
     named = not point.startswith("random")
-    instant = None if named else random.Random(point).uniform(0.0, 0.15)
+    instant = None if named else _random_instant(point, "publish", lambda folder: (
+        _copy(tmp_path / "source.pt", folder / "source.pt"), _copy(tmp_path / "model.onnx", folder / "model.onnx")))
     rc, lines, err = _run(["publish", tmp_path, point if named else "none"], kill_after=instant)
     assert rc == -signal.SIGKILL, (rc, err)
     KILLS.append(("publish", point, instant))
