@@ -53,22 +53,8 @@ class SessionConfig:
                                controller=self.controller, energy=self.energy, update=self.update)
 
 
-@dataclass(frozen=True)
-class TaskResult:
-    task_id: int
-    classes: List[int]
-    accuracies: List[float]
-    average_accuracy: float
-    em_size: int
-    sb_size: int
-    train_seconds: float
-    sample_passes: int
-    swaps_done: int
-    checkpoint: str
-    energy_j: float
-    energy_label: str
-    profile_energy_j: float
-    version: Optional[int]
+# A task's result is the event recorded for it: one field list, in miro_edge/events.py.
+TaskResult = TaskEvent
 
 
 @dataclass(frozen=True)
@@ -178,7 +164,7 @@ def run_session(config: SessionConfig, out_dir: Optional[str] = None,
             record.data["tasks"].append(result.__dict__)
             record.save()
             results.append(result)
-            ws.write(TaskEvent(**result.__dict__))
+            ws.write(result)
             if on_task is not None:
                 on_task(result)
     matrix = AccuracyMatrix()

@@ -82,28 +82,30 @@ class LoadFile:
         return True
 
     def read(self) -> Dict[str, Any]:
-        """``{"busy", "fps", "pid", "time", "age_s", "stale"}``; an absent or stale file is idle (busy 0)."""
+        """``{"busy", "fps", "pid", "time", "age_s", "stale", "schedule"}``; an absent or stale file is
+        idle (busy 0); ``schedule`` is the raw frame schedule a paced loop wrote, or None."""
         try:
             data = json.loads(self.path.read_text())
             age = time.time() - float(data["time"])
         except (OSError, ValueError, KeyError, TypeError):
-            return {"busy": 0.0, "fps": 0.0, "pid": None, "time": None, "age_s": None, "stale": True}
+            return {"busy": 0.0, "fps": 0.0, "pid": None, "time": None, "age_s": None, "stale": True, "schedule": None}
         stale = age > self.stale_s
         return {"busy": 0.0 if stale else float(data.get("busy", 0.0)), "fps": float(data.get("fps", 0.0)),
-                "pid": data.get("pid"), "time": data["time"], "age_s": age, "stale": stale}
+                "pid": data.get("pid"), "time": data["time"], "age_s": age, "stale": stale,
+                "schedule": data.get("schedule")}
 
     def busy(self) -> float:
         return float(self.read()["busy"])
 
     def schedule(self) -> Optional[FrameSchedule]:
         """The live loop's frame schedule, or None (no server, a stale file, an unpaced source)."""
+        data = self.read()
+        raw = data["schedule"]
+        if data["stale"] or not raw:
+            return None
         try:
-            data = json.loads(self.path.read_text())
-            if time.time() - float(data["time"]) > self.stale_s or "schedule" not in data:
-                return None
-            s = data["schedule"]
-            return FrameSchedule(float(s["period_s"]), float(s["last_due_s"]), float(s["frame_s"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            return FrameSchedule(float(raw["period_s"]), float(raw["last_due_s"]), float(raw["frame_s"]))
+        except (ValueError, KeyError, TypeError):
             return None
 
     get = busy  # reads like a LoadGauge, so ResourceMonitor(gauge=LoadFile(...)) sees another process's load
