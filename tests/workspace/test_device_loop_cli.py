@@ -82,7 +82,12 @@ def test_init_ingest_update_serve_feedback_daemon_hotswap_rollback_status(tmp_pa
             assert f"nice {max(10, os.nice(0))}, SCHED_IDLE" in out.splitlines()[0], out
         wait_for(lambda: any(json.loads(line)["version"] == 2 for line in preds.read_text().splitlines()), 60,
                  "the server to swap to v2")
-        time.sleep(2)
+        # the looped source shows the feedback label every so often: wait for v2 to meet it (a fixed
+        # 2 s saw none once in seven runs under load), then a little more for the frame checks below
+        wait_for(lambda: any(p["version"] == 2 and p["label"] == "three"
+                             for p in map(json.loads, preds.read_text().splitlines())), 30,
+                 "v2 to predict the label learnt from feedback")
+        time.sleep(1)
     finally:
         server.send_signal(signal.SIGTERM)
         stdout, stderr = server.communicate(timeout=60)
